@@ -1,0 +1,267 @@
+"""The ``edgec`` command line. Exit codes are documented in :mod:`edgec.errors`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import click
+import numpy as np
+
+from edgec.errors import BadInputError, EdgecError, InputError
+
+logger = logging.getLogger("edgec")
+
+
+class InputSpecType(click.ParamType):
+    """``NAME:DIMS[:DTYPE]`` parsed into a TensorSpec."""
+
+    name = "NAME:DIMS[:DTYPE]"
+
+    def convert(self, value, param, ctx):
+        from edgec.signature import TensorSpec, parse_input_option
+
+        if isinstance(value, TensorSpec):
+            return value
+        try:
+            return parse_input_option(value)
+        except InputError as err:
+            self.fail(str(err), param, ctx)
+
+
+class HostPortType(click.ParamType):
+    name = "HOST:PORT"
+
+    def convert(self, value, param, ctx):
+        host, _, port = str(value).rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            self.fail(f"{value!r} is not HOST:PORT", param, ctx)
+        return host, int(port)
+
+
+def _setup_logging(debug: bool, quiet: bool) -> None:
+    # progress lines only for a person watching a terminal; CI logs and --json stay quiet
+    chatty = sys.stderr.isatty() and not quiet
+    level = logging.DEBUG if debug else (logging.INFO if chatty else logging.WARNING)
+    logging.basicConfig(level=level, format="edgec: %(message)s", stream=sys.stderr)
+    for noisy in ("tvm", "onnx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if not debug else logging.DEBUG)
+
+
+def _emit(data: dict, as_json: bool, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+def _load_npz(path: str) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise InputError(f"inputs file {path} does not exist") from None
+    except (OSError, ValueError) as err:
+        raise InputError(f"inputs file {path} is not a readable .npz: {err}") from None
+
+
+def _save_npz(path: str, arrays: dict) -> None:
+    import io
+
+    from edgec.artifact import write_atomic
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(path, buf.getvalue())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="edgec")
+@click.pass_context
+def cli(ctx, debug):
+    """edgec: compile neural networks ahead of time for edge devices."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-t", "--target", default="host", show_default=True, help="Preset name or target JSON file.")
+@click.option("-o", "--output", "out", default=None, help="Artifact path [default: MODEL.edgec].")
+@click.option("--input", "inputs", type=InputSpecType(), multiple=True, help="Pin an input: NAME:DIMS[:DTYPE].")
+@click.option("--quantize", type=click.Choice(["int4"]), default=None, help="Quantize weights.")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Calibration inputs (.npz) for AWQ.")
+@click.option("--layout", type=click.Choice(["auto", "none"]), default="auto", show_default=True)
+@click.option("--tuning-db", type=click.Path(file_okay=False), default=None, help="MetaSchedule database.")
+@click.option("--arch", default=None, help="CUDA compute capability, e.g. sm_87.")
+@click.option("--ndk", type=click.Path(file_okay=False), default=None, help="Android NDK root.")
+@click.option("--verify", is_flag=True, help="Run the artifact against onnxruntime/PyTorch; exit 1 on mismatch.")
+@click.option("--dump-ir", type=click.Path(file_okay=False), default=None, help="Write the IR after each phase here.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+@click.pass_context
+def compile(ctx, model, target, out, inputs, quantize, calibration, layout, tuning_db, arch, ndk, verify,
+            dump_ir, as_json):  # noqa: A001
+    """Compile MODEL (.onnx or .pt2) into a deployable artifact."""
+    import edgec
+
+    if calibration and not quantize:
+        raise click.UsageError("--calibration applies with --quantize int4")
+    if quantize or calibration:
+        raise BadInputError("--quantize int4 is not available in this edgec build yet")
+    names = [s.name for s in inputs]
+    if len(set(names)) != len(names):
+        raise click.BadParameter(f"an input is given twice in {names}", param_hint="--input")
+    out = out or os.path.splitext(os.path.basename(model))[0] + ".edgec"
+    art = edgec.compile(model, target, {s.name: s for s in inputs}, quantize=quantize, layout=layout,
+                        tuning_db=tuning_db, arch=arch, ndk=ndk, dump_ir=dump_ir)
+    verification = None
+    if verify:
+        from edgec.verify import verify_artifact
+
+        verification = verify_artifact(art, model)  # raises VerificationError (exit 1) on mismatch
+    art.save(out)
+    data = {"artifact": out, "sha256": art.sha256(), "preset": art.preset, "target": art.target,
+            "inputs": art.manifest["inputs"], "outputs": art.manifest["outputs"],
+            "report": art.report.to_json(), "verification": verification.to_json() if verification else None}
+    text = f"wrote {out} ({art.preset}, {sum(len(b) for b in art.files.values()) / 1e6:.1f} MB)"
+    if verification:
+        text += "\n" + _verification_text(verification)
+    _emit(data, as_json, text)
+
+
+def _verification_text(v) -> str:
+    if not v.executed:
+        return f"verify: NOT EXECUTED — {v.note}"
+    lines = [f"verify ({v.how}): " + ("ok" if v.ok else "MISMATCH")]
+    for c in v.checks:
+        lines.append(f"  {c.name}: max abs {c.max_abs:.3g}, max rel {c.max_rel:.3g}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--inputs", "inputs_path", required=True, type=click.Path(dir_okay=False), help="Inputs .npz.")
+@click.option("-o", "--output", "out", default=None, help="Outputs .npz [default: print a summary].")
+@click.option("--emulate", is_flag=True, help="Run an aarch64 artifact under qemu-aarch64.")
+@click.option("--rpc-tracker", type=HostPortType(), default=None)
+@click.option("--rpc-key", default=None)
+def run(artifact, inputs_path, out, emulate, rpc_tracker, rpc_key):
+    """Run ARTIFACT on inputs from an .npz keyed by input name."""
+    import edgec
+
+    if (rpc_tracker is None) != (rpc_key is None):
+        raise click.UsageError("--rpc-tracker and --rpc-key go together")
+    art = edgec.load(artifact)
+    feeds = _load_npz(inputs_path)
+    if rpc_tracker:
+        from edgec.runtime.remote import RemoteRunner
+
+        outputs = RemoteRunner(art, rpc_tracker, rpc_key).run(feeds)
+    else:
+        outputs = art.run(feeds, emulate=emulate)
+    if out:
+        _save_npz(out, outputs)
+        click.echo(f"wrote {out}")
+    else:
+        for name, value in outputs.items():
+            click.echo(f"{name}: shape {tuple(value.shape)} {value.dtype} mean {float(np.mean(value)):.6g}")
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--inputs", "inputs_path", default=None, type=click.Path(dir_okay=False))
+@click.option("--runs", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--warmup", default=5, show_default=True, type=click.IntRange(0))
+@click.option("--threads", default=None, type=click.IntRange(1), help="CPU threads (both runtimes).")
+@click.option("--against-onnxruntime", "ort_model", default=None, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def bench(artifact, inputs_path, runs, warmup, threads, ort_model, as_json):
+    """Time ARTIFACT: median, p10 and p90 latency, optionally against onnxruntime."""
+    from edgec.bench_util import bench_artifact
+
+    result = bench_artifact(artifact, inputs_path and _load_npz(inputs_path), runs, warmup, threads, ort_model)
+    lines = [f"edgec        median {result['edgec']['median_ms']:.3f} ms  "
+             f"p10 {result['edgec']['p10_ms']:.3f}  p90 {result['edgec']['p90_ms']:.3f}  ({runs} runs)"]
+    if "onnxruntime" in result:
+        o = result["onnxruntime"]
+        lines.append(f"onnxruntime  median {o['median_ms']:.3f} ms  p10 {o['p10_ms']:.3f}  p90 {o['p90_ms']:.3f}")
+        lines.append(f"ratio edgec/onnxruntime: {result['ratio']:.2f}x")
+    _emit(result, as_json, "\n".join(lines))
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def inspect(artifact, as_json):
+    """Show what ARTIFACT holds and what it was built from."""
+    import edgec
+
+    art = edgec.load(artifact)
+    m = art.manifest
+
+    def sig(specs):
+        return ", ".join(f"{s['name']}: {s['dtype']}[{', '.join(map(str, s['shape']))}]" for s in specs)
+
+    text = "\n".join([
+        f"artifact   {artifact} (format {m['format_version']}, sha256 {art.sha256()[:16]}…)",
+        f"target     {m['preset']} ({m['device']}, {m['arch']})",
+        f"built by   edgec {m['edgec_version']}, TVM {m['tvm_version']}",
+        f"model      {m['model']['format']} sha256 {m['model']['sha256'][:16]}…",
+        f"inputs     {sig(m['inputs'])}",
+        f"outputs    {sig(m['outputs'])}",
+        f"weights    {len(m.get('weights', []))} tensors",
+        "files      " + ", ".join(f"{n} ({f['size']} B)" for n, f in m["files"].items()),
+    ])
+    _emit(m, as_json, text)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def targets(as_json):
+    """List target presets."""
+    from edgec.targets.presets import PRESETS, resolve
+
+    presets = [resolve(name) if name == "host" else p for name, p in PRESETS.items()]
+    rows = [{"name": p.name, "aliases": list(p.aliases), "description": p.description,
+             "device": p.device_kind, "toolchain": p.toolchain, "target": p.target} for p in presets]
+    width = max(len(r["name"]) for r in rows)
+    text = "\n".join(
+        f"{r['name']:<{width}}  {r['description']}" + (f" (alias: {', '.join(r['aliases'])})" if r["aliases"] else "")
+        for r in rows)
+    _emit({"targets": rows}, as_json, text)
+
+
+def main(argv=None) -> int:
+    """Console entry point: one place maps errors to exit codes and one-line messages."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    quiet = "--json" in argv
+    _setup_logging(debug, quiet)
+    try:
+        cli.main(args=argv, prog_name="edgec", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except EdgecError as err:
+        if debug:
+            logger.exception("details")
+        click.echo(f"Error: {err}", err=True)
+        return err.exit_code
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    except Exception as err:  # a bug in edgec or TVM: still one line unless --debug
+        if debug:
+            raise
+        click.echo(f"Error: internal error ({type(err).__name__}): {str(err).strip().splitlines()[-1:] or ''}; "
+                   "rerun with --debug for the traceback", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

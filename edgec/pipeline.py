@@ -1,0 +1,174 @@
+"""The compiler's one flow: import → graph passes → lower → schedule → lift weights → build → bundle.
+
+This is the only place that calls the stations in order. Each phase logs a progress line, and
+with ``dump_ir`` writes the module after it as ``phaseN-<name>.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from edgec import __version__
+from edgec.errors import CompileError, EdgecError
+from edgec.signature import TensorSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Everything besides the model and target that changes the artifact."""
+
+    layout: str = "auto"
+    quantize: str | None = None
+    tuning_db: str | None = None
+    ndk: str | None = None
+    arch: str | None = None
+
+    def __post_init__(self):
+        if self.layout not in ("auto", "none"):
+            raise ValueError(f"layout must be 'auto' or 'none', not {self.layout!r}")
+        if self.quantize not in (None, "int4"):
+            raise ValueError(f"quantize must be 'int4' or unset, not {self.quantize!r}")
+
+    def to_json(self) -> dict:
+        return {"layout": self.layout, "quantize": self.quantize, "arch": self.arch}
+
+
+@dataclass
+class CompileReport:
+    phases: list[tuple[str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"phases": [{"name": n, "seconds": round(s, 3)} for n, s in self.phases], "notes": self.notes}
+
+
+class _Phases:
+    """Times each phase, logs a progress line, and dumps the IR between phases when asked."""
+
+    def __init__(self, report: CompileReport, dump_ir: str | None):
+        self.report, self.dump_ir, self.index = report, dump_ir, 0
+        if dump_ir:
+            os.makedirs(dump_ir, exist_ok=True)
+
+    def run(self, name: str, fn, *args):
+        self.index += 1
+        logger.info("[%d] %s", self.index, name)
+        start = time.perf_counter()
+        try:
+            result = fn(*args)
+        except EdgecError:
+            raise
+        except Exception as err:
+            raise CompileError(f"{name} failed: {_last_line(err)}") from err
+        self.report.phases.append((name, time.perf_counter() - start))
+        if self.dump_ir and hasattr(result, "script"):
+            path = os.path.join(self.dump_ir, f"phase{self.index}-{name.replace(' ', '-')}.py")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(result.script())
+        return result
+
+
+def compile_model(
+    source,
+    target: str = "host",
+    inputs: dict[str, TensorSpec] | None = None,
+    options: CompileOptions | None = None,
+    dump_ir: str | None = None,
+):
+    """Compile ``source`` (ONNX/.pt2 path, ``onnx.ModelProto`` or ``nn.Module``) into an Artifact."""
+    import tvm
+    from tvm import relax
+
+    from edgec.artifact import Artifact
+    from edgec.frontend import import_model
+    from edgec.passes import LiftWeights
+    from edgec.schedules import default_schedule_pass, is_gpu
+    from edgec.targets import resolve
+    from edgec.targets.build import build_library
+
+    options = options or CompileOptions()
+    report = CompileReport()
+    phases = _Phases(report, dump_ir)
+    preset = resolve(target, arch=options.arch)
+    tvm_target = tvm.target.Target(preset.target)
+    gpu = is_gpu(tvm_target)
+
+    # 1. Frontend: the model as Relax, with its signature.
+    imported = phases.run("import", import_model, source, inputs)
+    mod = imported.mod
+
+    # 2. Graph passes: TVM's inference simplifications, then ours (hook points by name).
+    graph_passes = [
+        relax.transform.DecomposeOpsForInference(),
+        relax.transform.CanonicalizeBindings(),
+        relax.transform.FoldConstant(),
+    ]
+    mod = phases.run("graph passes", tvm.transform.Sequential(graph_passes), mod)
+
+    # 3. Lower to TIR and fuse.
+    lowering = [
+        relax.backend.DispatchSampling(),
+        relax.backend.DispatchSortScan(),
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+    ]
+    with tvm_target:
+        mod = phases.run("lower", tvm.transform.Sequential(lowering), mod)
+
+        # 4. Schedules: default rules for every kernel (GPU kernels must all be scheduled).
+        mod = phases.run("schedule", default_schedule_pass(tvm_target), mod)
+
+    # 5. Weights leave the code; the artifact carries them as a separate file.
+    lift = LiftWeights()
+    mod = phases.run("lift weights", lift, mod)
+
+    # 6. Codegen and link for the device.
+    library = phases.run("build", build_library, mod, preset, tvm_target, gpu, options.ndk)
+
+    # 7. Bundle.
+    from edgec.artifact import LIBRARY, WEIGHTS
+
+    weights_blob = tvm.runtime.save_param_dict(
+        {f"w{i}": tvm.runtime.tensor(w) for i, w in enumerate(lift.weights)}
+    )
+    manifest = {
+        "format": "edgec-artifact",
+        "format_version": 1,
+        "edgec_version": __version__,
+        "tvm_version": tvm.__version__,
+        "preset": preset.name,
+        "target": _target_json(tvm_target),
+        "toolchain": preset.toolchain,
+        "arch": preset.arch,
+        "device": "cuda" if preset.device_kind == "cuda" else "cpu",
+        "model": {"sha256": imported.model_sha256, "format": imported.source_format},
+        "options": options.to_json(),
+        "tuning_db": None,
+        "inputs": [s.to_json() for s in imported.inputs],
+        "outputs": [s.to_json() for s in imported.outputs],
+        "weights": [
+            {"name": f"w{i}", "shape": list(w.shape), "dtype": str(w.dtype)} for i, w in enumerate(lift.weights)
+        ],
+    }
+    files = {LIBRARY: library, WEIGHTS: bytes(weights_blob)}
+    return Artifact(manifest, files), report
+
+
+def _target_json(target) -> dict:
+    import json
+
+    exported = target.export()
+    return json.loads(json.dumps(exported, default=lambda o: list(o) if hasattr(o, "__iter__") else str(o)))
+
+
+def _last_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    return lines[-1][:400] if lines else type(err).__name__

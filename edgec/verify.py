@@ -1,0 +1,121 @@
+"""Check a compiled artifact against an independent reference on random inputs.
+
+The reference is onnxruntime for ONNX models and PyTorch eager for PyTorch models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgec.errors import VerificationError
+
+RTOL = 1e-3
+ATOL = 1e-4
+
+
+@dataclass
+class OutputCheck:
+    name: str
+    max_abs: float
+    max_rel: float
+    ok: bool
+
+
+@dataclass
+class Verification:
+    executed: bool
+    how: str
+    checks: list[OutputCheck] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.executed and all(c.ok for c in self.checks)
+
+    def to_json(self) -> dict:
+        return {
+            "executed": self.executed, "how": self.how, "ok": self.ok, "note": self.note,
+            "outputs": [c.__dict__ for c in self.checks],
+        }
+
+
+def compare(name: str, got: np.ndarray, want: np.ndarray, rtol=RTOL, atol=ATOL) -> OutputCheck:
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return OutputCheck(name, float("inf"), float("inf"), False)
+    if got.dtype == bool or np.issubdtype(got.dtype, np.integer):
+        diff = np.abs(got.astype(np.int64) - want.astype(np.int64))
+        max_abs = float(diff.max()) if diff.size else 0.0
+        return OutputCheck(name, max_abs, max_abs, max_abs == 0)
+    g, w = got.astype(np.float64), want.astype(np.float64)
+    both_nan = np.isnan(g) & np.isnan(w)
+    diff = np.where(both_nan, 0.0, np.abs(g - w))
+    max_abs = float(np.nanmax(diff)) if diff.size else 0.0
+    rel = diff / np.maximum(np.abs(w), 1e-12)
+    max_rel = float(np.nanmax(rel)) if rel.size else 0.0
+    ok = bool(np.all(diff <= atol + rtol * np.abs(w)) and not np.any(np.isnan(diff)))
+    return OutputCheck(name, max_abs, max_rel, ok)
+
+
+def reference_outputs(model, feeds: dict, threads: int | None = None) -> dict:
+    """Outputs of the original model: onnxruntime for ONNX, PyTorch for torch programs."""
+    from edgec.frontend import model_format
+
+    if model_format(model) == "onnx":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        src = model.SerializeToString() if hasattr(model, "SerializeToString") else str(model)
+        sess = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        return dict(zip(names, sess.run(names, feeds)))
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        module = model.eval()
+    else:
+        module = torch.export.load(str(model)).module()
+    with torch.no_grad():
+        result = module(*[torch.from_numpy(v) for v in feeds.values()])
+    leaves = torch.utils._pytree.tree_leaves(result)
+    names = ["output"] if len(leaves) == 1 else [f"output{i}" for i in range(len(leaves))]
+    return {n: t.detach().numpy() for n, t in zip(names, leaves)}
+
+
+def verify_artifact(artifact, model, feeds: dict | None = None, rtol=RTOL, atol=ATOL) -> Verification:
+    """Run the artifact where it can run here and compare with the reference.
+
+    Raises :class:`VerificationError` on a mismatch. A GPU artifact without a GPU here is
+    reported as not executed, never as passed.
+    """
+    from edgec.runtime import host_arch
+    from edgec.signature import random_feeds
+
+    feeds = feeds or random_feeds(artifact.inputs)
+    if artifact.device == "cuda":
+        from edgec.runtime.host import _device_for
+
+        try:
+            _device_for("cuda")
+        except Exception:
+            return Verification(False, "not executed", note="no NVIDIA GPU here: the CUDA kernels were not executed")
+    emulate = artifact.arch != host_arch()
+    if emulate and artifact.device != "cpu":
+        return Verification(False, "not executed",
+                            note=f"{artifact.preset} GPU kernels cannot be emulated here; only the build was checked")
+    got = artifact.run(feeds, emulate=emulate)
+    want = reference_outputs(model, feeds)
+    checks = [compare(name, got[name], want_value, rtol, atol)
+              for name, want_value in zip(got, want.values())]
+    result = Verification(True, "qemu-aarch64" if emulate else "host", checks)
+    if not result.ok:
+        worst = max(checks, key=lambda c: c.max_abs)
+        raise VerificationError(
+            f"output {worst.name!r} differs from the reference: max abs error {worst.max_abs:.3g}, "
+            f"max rel error {worst.max_rel:.3g} (tolerance rtol={rtol}, atol={atol})"
+        )
+    return result
