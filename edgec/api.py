@@ -42,12 +42,20 @@ def compile(  # noqa: A001 - mirrors the CLI command
     ndk: str | None = None,
     verify: bool = False,
     dump_ir: str | None = None,
+    constants: dict | None = None,
 ) -> Artifact:
-    """Compile an ONNX file/ModelProto, a ``.pt2`` file or an ``nn.Module`` for ``target``."""
+    """Compile an ONNX file/ModelProto, a ``.pt2`` file or an ``nn.Module`` for ``target``.
+
+    ``constants`` (ONNX only) maps graph input names to arrays that are bound into the model
+    as initializers before import, for inputs that decide output shapes (a Reshape target,
+    Resize sizes, TopK's K). The artifact no longer takes those inputs.
+    """
     from edgec.pipeline import CompileOptions, compile_model
 
     options = CompileOptions(layout=layout, quantize=quantize, tuning_db=tuning_db, ndk=ndk, arch=arch)
-    artifact, report = compile_model(model, target, input_specs(inputs), options, dump_ir=dump_ir)
+    artifact, report = compile_model(
+        model, target, input_specs(inputs), options, dump_ir=dump_ir, constants=constants
+    )
     artifact.report = report
     if verify:
         from edgec.verify import verify_artifact

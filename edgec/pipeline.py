@@ -79,8 +79,12 @@ def compile_model(
     inputs: dict[str, TensorSpec] | None = None,
     options: CompileOptions | None = None,
     dump_ir: str | None = None,
+    constants: dict | None = None,
 ):
-    """Compile ``source`` (ONNX/.pt2 path, ``onnx.ModelProto`` or ``nn.Module``) into an Artifact."""
+    """Compile ``source`` (ONNX/.pt2 path, ``onnx.ModelProto`` or ``nn.Module``) into an Artifact.
+
+    ``constants`` binds ONNX graph inputs to fixed values at build time (shape tensors).
+    """
     import tvm
     from tvm import relax
 
@@ -99,7 +103,7 @@ def compile_model(
     gpu = is_gpu(tvm_target)
 
     # 1. Frontend: the model as Relax, with its signature.
-    imported = phases.run("import", import_model, source, inputs)
+    imported = phases.run("import", import_model, source, inputs, constants)
     mod = imported.mod
 
     # 2. Graph passes: TVM's inference simplifications, then ours (hook points by name).
@@ -151,6 +155,7 @@ def compile_model(
         "device": "cuda" if preset.device_kind == "cuda" else "cpu",
         "model": {"sha256": imported.model_sha256, "format": imported.source_format},
         "options": options.to_json(),
+        "bound_constants": sorted(constants or {}),
         "tuning_db": None,
         "inputs": [s.to_json() for s in imported.inputs],
         "outputs": [s.to_json() for s in imported.outputs],

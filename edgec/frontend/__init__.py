@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from edgec.errors import ModelError
+from edgec.errors import InputError, ModelError
 from edgec.frontend.imported import ImportedModel
 from edgec.signature import TensorSpec
 
@@ -28,14 +28,18 @@ def model_format(source) -> str:
     return "torch" if magic.startswith(b"PK") else "onnx"
 
 
-def import_model(source, inputs: dict[str, TensorSpec] | None = None) -> ImportedModel:
+def import_model(
+    source, inputs: dict[str, TensorSpec] | None = None, constants: dict | None = None
+) -> ImportedModel:
     if model_format(source) == "torch":
+        if constants:
+            raise InputError("constants= binds ONNX graph inputs; it does not apply to PyTorch models")
         from edgec.frontend.torch import import_torch
 
         return import_torch(source, inputs)
     from edgec.frontend.onnx import import_onnx
 
-    return import_onnx(source, inputs)
+    return import_onnx(source, inputs, constants)
 
 
 __all__ = ["ImportedModel", "import_model", "model_format"]

@@ -159,8 +159,38 @@ def unsupported_operators(model: onnx.ModelProto) -> list[tuple[str, str, str, i
     return found
 
 
-def import_onnx(path_or_model, inputs: dict[str, TensorSpec] | None = None) -> ImportedModel:
-    """Load an ONNX model and convert it to a Relax IRModule with its signature."""
+def bind_constants(model: onnx.ModelProto, constants: dict) -> onnx.ModelProto:
+    """Turn the named graph inputs into initializers holding the given values (in place).
+
+    For inputs that decide output shapes (a Reshape target, Resize sizes, TopK's K): an AOT
+    compiler needs them at build time, as TensorRT's shape tensors. The artifact then no longer
+    takes these inputs, and it computes the model for exactly these values.
+    """
+    inputs = {i.name: i for i in graph_inputs(model)}
+    unknown = [n for n in constants if n not in inputs]
+    if unknown:
+        raise InputError(f"constants {unknown} are not inputs of the model; its inputs are {list(inputs)}")
+    for name, value in constants.items():
+        declared = onnx.helper.tensor_dtype_to_np_dtype(inputs[name].type.tensor_type.elem_type) \
+            if inputs[name].type.tensor_type.elem_type else None
+        array = np.asarray(value)
+        if declared is not None and array.dtype != declared:
+            if not np.can_cast(array, declared, casting="same_kind"):
+                raise InputError(f"constant {name!r}: the model declares {declared}, the value is {array.dtype}")
+            array = array.astype(declared)
+        model.graph.initializer.append(onnx.numpy_helper.from_array(array, name))
+        model.graph.input.remove(inputs[name])
+    return model
+
+
+def import_onnx(
+    path_or_model, inputs: dict[str, TensorSpec] | None = None, constants: dict | None = None
+) -> ImportedModel:
+    """Load an ONNX model and convert it to a Relax IRModule with its signature.
+
+    ``constants`` maps graph input names to values that are bound at build time (see
+    :func:`bind_constants`); the recorded model hash is then that of the bound model.
+    """
     if isinstance(path_or_model, onnx.ModelProto):
         model, origin = path_or_model, "<model>"
         data = model.SerializeToString()
@@ -169,6 +199,9 @@ def import_onnx(path_or_model, inputs: dict[str, TensorSpec] | None = None) -> I
         origin = os.fspath(path_or_model)
         data = read_model_file(origin)
         model = parse(data, origin)
+    if constants:
+        model = bind_constants(model, constants)
+        data = model.SerializeToString()
     pin_inputs(model, inputs or {})
     model = onnx_simplify.simplify(model)
     bad = unsupported_operators(model)
