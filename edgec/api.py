@@ -40,6 +40,7 @@ def compile(  # noqa: A001 - mirrors the CLI command
     tuning_db: str | None = None,
     arch: str | None = None,
     ndk: str | None = None,
+    runtime_dir: str | None = None,
     verify: bool = False,
     dump_ir: str | None = None,
     constants: dict | None = None,
@@ -52,7 +53,8 @@ def compile(  # noqa: A001 - mirrors the CLI command
     """
     from edgec.pipeline import CompileOptions, compile_model
 
-    options = CompileOptions(layout=layout, quantize=quantize, tuning_db=tuning_db, ndk=ndk, arch=arch)
+    options = CompileOptions(layout=layout, quantize=quantize, tuning_db=tuning_db, ndk=ndk, arch=arch,
+                             runtime_dir=runtime_dir)
     artifact, report = compile_model(
         model, target, input_specs(inputs), options, dump_ir=dump_ir, constants=constants
     )

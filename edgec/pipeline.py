@@ -27,6 +27,7 @@ class CompileOptions:
     tuning_db: str | None = None
     ndk: str | None = None
     arch: str | None = None
+    runtime_dir: str | None = None  # aarch64 TVM runtime libraries to bundle, instead of the cache
 
     def __post_init__(self):
         if self.layout not in ("auto", "none"):
@@ -139,6 +140,7 @@ def compile_model(
 
     # 7. Bundle.
     from edgec.artifact import LIBRARY, WEIGHTS
+    from edgec.runtime.device_bundle import extra_files
 
     weights_blob = tvm.runtime.save_param_dict(
         {f"w{i}": tvm.runtime.tensor(w) for i, w in enumerate(lift.weights)}
@@ -164,14 +166,23 @@ def compile_model(
         ],
     }
     files = {LIBRARY: library, WEIGHTS: bytes(weights_blob)}
+    files.update(phases.run("bundle device runtime", extra_files, preset, options, manifest))
     return Artifact(manifest, files), report
 
 
 def _target_json(target) -> dict:
-    import json
+    """The full TVM target (host included) as plain JSON values."""
 
-    exported = target.export()
-    return json.loads(json.dumps(exported, default=lambda o: list(o) if hasattr(o, "__iter__") else str(o)))
+    def plain(value):
+        if hasattr(value, "items"):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, str)):
+            return [plain(v) for v in value]
+        if isinstance(value, (bool, int, float)) or value is None:
+            return value
+        return str(value)
+
+    return plain(target.export())
 
 
 def _last_line(err: BaseException) -> str:
