@@ -232,6 +232,9 @@ def targets(as_json):
     _emit({"targets": rows}, as_json, text)
 
 
+cli.add_command(__import__("edgec.cli_build", fromlist=["build"]).build)  # edgec build (docs/build.md)
+
+
 def main(argv=None) -> int:
     """Console entry point: one place maps errors to exit codes and one-line messages."""
     argv = list(sys.argv[1:] if argv is None else argv)
