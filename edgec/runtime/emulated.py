@@ -71,19 +71,32 @@ def check_bundle(artifact) -> None:
 
 
 class EmulatedRunner:
+    """The artifact's own runner, under qemu; ``native=True`` runs it directly (on an aarch64 machine)."""
+
     emulated = True
 
-    def __init__(self, artifact):
+    def __init__(self, artifact, *, native: bool = False):
         check_bundle(artifact)
         self.artifact = artifact
-        self.qemu = find_qemu()
-        self.sysroot = sysroot()
+        self.native = native
+        if not native:
+            self.qemu = find_qemu()
+            self.sysroot = sysroot()
         self._dir = tempfile.mkdtemp(prefix="edgec-qemu-")
         weakref.finalize(self, shutil.rmtree, self._dir, True)
         unpack(artifact, self._dir)
 
     def command(self, *runner_args: str) -> list[str]:
-        return [self.qemu, "-L", self.sysroot, os.path.join(self._dir, RUNNER), *runner_args]
+        runner = [os.path.join(self._dir, RUNNER), *runner_args]
+        return runner if self.native else [self.qemu, "-L", self.sysroot, *runner]
+
+    def smoke(self) -> None:
+        """Start the runner with --help: proves the binary and both runtime libraries load."""
+        env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(self._dir, RUNTIME_DIR))
+        proc = subprocess.run(self.command("--help"), capture_output=True, text=True, env=env, timeout=300)
+        if proc.returncode != 2 or "usage: edgec-run" not in proc.stderr:
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            raise ExecutionError(f"the bundled runner does not start under qemu: {lines[0] if lines else proc.returncode}")
 
     def _invoke(self, feeds: dict, extra: list[str], out_dir: str | None) -> str:
         feeds = check_feeds(self.artifact.inputs, feeds)
@@ -105,8 +118,9 @@ class EmulatedRunner:
                 raise ExecutionError(f"the model did not finish under qemu within {TIMEOUT_S} s") from None
             if proc.returncode != 0:
                 lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+                where = "" if self.native else " under qemu"
                 raise ExecutionError(
-                    f"the model failed under qemu (exit {proc.returncode}): {lines[0] if lines else 'no message'}"
+                    f"the model failed{where} (exit {proc.returncode}): {lines[0] if lines else 'no message'}"
                 )
             return proc.stdout
         finally:
