@@ -34,10 +34,16 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     model = _copy(model)
     for _ in range(_MAX_ROUNDS):
         model = _infer(model)
-        if not _fold_once(model):
+        changed = _fold_once(model)
+        changed = _drop_identity_casts(model) or changed
+        if not changed:
             break
     _remove_dead_nodes(model)
-    return _infer(model)
+    model = _infer(model)
+    # after the last inference: ONNX's opset-11 Resize schema requires the inputs this removes
+    if _drop_empty_resize_inputs(model):
+        _remove_dead_nodes(model)
+    return model
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -141,6 +147,69 @@ def _evaluate(node, inputs, opset) -> list[np.ndarray]:
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
     feeds = {n: v for n, v in zip(names, inputs) if n}
     return [np.asarray(v) for v in ReferenceEvaluator(model).run(None, feeds)]
+
+
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    types = {i.name: i.data_type for i in model.graph.initializer}
+    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
+            types[vi.name] = vi.type.tensor_type.elem_type
+    return types
+
+
+def _drop_identity_casts(model: onnx.ModelProto) -> bool:
+    """Bypass ``Cast`` nodes whose input already has the target type.
+
+    The TorchScript exporter casts computed ``Resize`` sizes from int64 to int64. TVM's importer
+    turns such a Cast of a shape into a tensor, and then cannot concatenate it with the shape it
+    belongs to; without the Cast the whole sizes chain stays a shape expression.
+    """
+    graph = model.graph
+    types = _elem_types(model)
+    outputs = {o.name for o in graph.output}
+    rename = {}
+    for node in graph.node:
+        if node.op_type != "Cast" or node.domain not in ("", "ai.onnx") or node.output[0] in outputs:
+            continue
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        source = rename.get(node.input[0], node.input[0])
+        if to is not None and types.get(node.input[0]) == to:
+            rename[node.output[0]] = source
+    if not rename:
+        return False
+    _rename_inputs(graph, rename)
+    keep = [n for n in graph.node if not (n.op_type == "Cast" and n.output[0] in rename)]
+    del graph.node[:]
+    graph.node.extend(keep)
+    return True
+
+
+def _drop_empty_resize_inputs(model: onnx.ModelProto) -> bool:
+    """Turn Resize's empty ``roi``/``scales`` placeholders into absent inputs.
+
+    Exporters for opset 11/12 pass an empty tensor for ``scales`` when they give ``sizes``; TVM's
+    importer takes any present tensor as scales and then refuses having both.
+    """
+    empty = {i.name for i in model.graph.initializer if int(np.prod(i.dims)) == 0 and len(i.dims) == 1}
+    changed = False
+    for node in model.graph.node:
+        if node.op_type != "Resize" or node.domain not in ("", "ai.onnx"):
+            continue
+        for slot in (1, 2):
+            if slot < len(node.input) and node.input[slot] in empty:
+                node.input[slot] = ""
+                changed = True
+    return changed
+
+
+def _rename_inputs(graph, rename: dict[str, str]) -> None:
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+        for attr in node.attribute:  # branch bodies may read the renamed values
+            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
+                _rename_inputs(sub, rename)
 
 
 def _remove_dead_nodes(model: onnx.ModelProto) -> None:
