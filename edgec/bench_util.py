@@ -39,7 +39,8 @@ def time_onnxruntime(model_path: str, feeds: dict, runs: int, warmup: int, threa
 
 
 def bench_artifact(path: str, feeds: dict | None, runs: int, warmup: int, threads: int | None,
-                   ort_model: str | None) -> dict:
+                   ort_model: str | None, *, emulate: bool = False, rpc: tuple | None = None) -> dict:
+    """Time the artifact here, under qemu (``emulate``), or on a device (``rpc=((host, port), key)``)."""
     import edgec
     from edgec.runtime import runner_for
     from edgec.signature import random_feeds
@@ -47,8 +48,15 @@ def bench_artifact(path: str, feeds: dict | None, runs: int, warmup: int, thread
     set_threads(threads)
     art = edgec.load(path)
     feeds = feeds if feeds is not None else random_feeds(art.inputs)
-    runner = runner_for(art)
-    result = {"artifact": path, "threads": threads, "edgec": summarize(runner.time(feeds, runs, warmup))}
+    if rpc:
+        from edgec.runtime.remote import RemoteRunner
+
+        runner = RemoteRunner(art, *rpc)
+    else:
+        runner = runner_for(art, emulate=emulate)
+    where = "remote" if rpc else ("qemu" if emulate else "host")
+    result = {"artifact": path, "threads": threads, "where": where,
+              "edgec": summarize(runner.time(feeds, runs, warmup))}
     if ort_model:
         result["onnxruntime"] = summarize(time_onnxruntime(ort_model, feeds, runs, warmup, threads))
         result["ratio"] = result["edgec"]["median_ms"] / result["onnxruntime"]["median_ms"]

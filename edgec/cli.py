@@ -96,12 +96,14 @@ def cli(ctx, debug):
 @click.option("--tuning-db", type=click.Path(file_okay=False), default=None, help="MetaSchedule database.")
 @click.option("--arch", default=None, help="CUDA compute capability, e.g. sm_87.")
 @click.option("--ndk", type=click.Path(file_okay=False), default=None, help="Android NDK root.")
+@click.option("--runtime-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder holding the device's libtvm_runtime.so and libtvm_ffi.so (aarch64 targets).")
 @click.option("--verify", is_flag=True, help="Run the artifact against onnxruntime/PyTorch; exit 1 on mismatch.")
 @click.option("--dump-ir", type=click.Path(file_okay=False), default=None, help="Write the IR after each phase here.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 @click.pass_context
-def compile(ctx, model, target, out, inputs, quantize, calibration, layout, tuning_db, arch, ndk, verify,
-            dump_ir, as_json):  # noqa: A001
+def compile(ctx, model, target, out, inputs, quantize, calibration, layout, tuning_db, arch, ndk, runtime_dir,
+            verify, dump_ir, as_json):  # noqa: A001
     """Compile MODEL (.onnx or .pt2) into a deployable artifact."""
     import edgec
 
@@ -114,7 +116,7 @@ def compile(ctx, model, target, out, inputs, quantize, calibration, layout, tuni
         raise click.BadParameter(f"an input is given twice in {names}", param_hint="--input")
     out = out or os.path.splitext(os.path.basename(model))[0] + ".edgec"
     art = edgec.compile(model, target, {s.name: s for s in inputs}, quantize=quantize, layout=layout,
-                        tuning_db=tuning_db, arch=arch, ndk=ndk, dump_ir=dump_ir)
+                        tuning_db=tuning_db, arch=arch, ndk=ndk, runtime_dir=runtime_dir, dump_ir=dump_ir)
     verification = None
     if verify:
         from edgec.verify import verify_artifact
@@ -175,12 +177,19 @@ def run(artifact, inputs_path, out, emulate, rpc_tracker, rpc_key):
 @click.option("--warmup", default=5, show_default=True, type=click.IntRange(0))
 @click.option("--threads", default=None, type=click.IntRange(1), help="CPU threads (both runtimes).")
 @click.option("--against-onnxruntime", "ort_model", default=None, type=click.Path(dir_okay=False))
+@click.option("--emulate", is_flag=True, help="Time an aarch64 artifact under qemu-aarch64 (emulated time).")
+@click.option("--rpc-tracker", type=HostPortType(), default=None, help="Time on a device through this tracker.")
+@click.option("--rpc-key", default=None, help="The device's key at the tracker.")
 @click.option("--json", "as_json", is_flag=True)
-def bench(artifact, inputs_path, runs, warmup, threads, ort_model, as_json):
+def bench(artifact, inputs_path, runs, warmup, threads, ort_model, emulate, rpc_tracker, rpc_key, as_json):
     """Time ARTIFACT: median, p10 and p90 latency, optionally against onnxruntime."""
     from edgec.bench_util import bench_artifact
 
-    result = bench_artifact(artifact, inputs_path and _load_npz(inputs_path), runs, warmup, threads, ort_model)
+    if (rpc_tracker is None) != (rpc_key is None):
+        raise click.UsageError("--rpc-tracker and --rpc-key go together")
+    rpc = (rpc_tracker, rpc_key) if rpc_tracker else None
+    result = bench_artifact(artifact, inputs_path and _load_npz(inputs_path), runs, warmup, threads, ort_model,
+                            emulate=emulate, rpc=rpc)
     lines = [f"edgec        median {result['edgec']['median_ms']:.3f} ms  "
              f"p10 {result['edgec']['p10_ms']:.3f}  p90 {result['edgec']['p90_ms']:.3f}  ({runs} runs)"]
     if "onnxruntime" in result:
@@ -188,6 +197,19 @@ def bench(artifact, inputs_path, runs, warmup, threads, ort_model, as_json):
         lines.append(f"onnxruntime  median {o['median_ms']:.3f} ms  p10 {o['p10_ms']:.3f}  p90 {o['p90_ms']:.3f}")
         lines.append(f"ratio edgec/onnxruntime: {result['ratio']:.2f}x")
     _emit(result, as_json, "\n".join(lines))
+
+
+@cli.command("rpc-server")
+@click.option("--tracker", type=HostPortType(), required=True, help="The RPC tracker to register with.")
+@click.option("--key", required=True, help="This device's key at the tracker.")
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=9090, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--port-end", default=9199, show_default=True, type=click.IntRange(1, 65535))
+def rpc_server(tracker, key, host, port, port_end):
+    """Serve this machine to a TVM RPC tracker, able to run edgec artifacts (under qemu if foreign)."""
+    from edgec.runtime.rpc_server import serve
+
+    serve(tracker, key, host, port, port_end)
 
 
 @cli.command()
