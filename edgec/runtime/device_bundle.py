@@ -45,9 +45,10 @@ def readme(preset, manifest: dict) -> str:
     cuda = ""
     if preset.device_kind == "cuda":
         cuda = (
-            "\nThis artifact's kernels run on the Jetson GPU (CUDA). The CUDA runtime is not in this\n"
-            "bundle: it comes from JetPack on the device. The bundled libtvm_runtime.so runs the CPU\n"
-            "side; the CUDA device API is TVM's libtvm_runtime_cuda.so, which needs libcudart from JetPack.\n"
+            "\nCUDA: this artifact's kernels run on the Jetson GPU. The CUDA runtime is not in this bundle;\n"
+            "it comes from JetPack on the device. The bundled runtime/ and bin/edgec-run are the CPU side:\n"
+            "bin/edgec-run initializes the CPU device only, so running the GPU kernels also needs TVM's\n"
+            "libtvm_runtime_cuda.so built against your JetPack's CUDA; this edgec does not ship it yet.\n"
         )
     return f"""edgec artifact for {preset.name} ({preset.description})
 
