@@ -154,7 +154,7 @@ class KeyLines:
 class _Checker:
     def __init__(self, path: str, text: str):
         self.path, self.lines = path, KeyLines(text)
-        self.shown = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+        self.shown = _shown(path)
 
     def fail(self, line: int, message: str) -> ConfigError:
         return ConfigError(f"{self.shown}:{line}: {message}")
@@ -189,6 +189,11 @@ class _Checker:
         return full
 
 
+def _shown(path: str) -> str:
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def load_config(path: str) -> BuildConfig:
     """Read and validate ``path``; raises :class:`ConfigError` naming the line of the first mistake."""
     try:
@@ -203,14 +208,14 @@ def load_config(path: str) -> BuildConfig:
         text = raw.decode("utf-8")
         data = tomllib.loads(text)
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text ({err.reason})") from None
+        raise ConfigError(f"{_shown(path)}:1: not UTF-8 text ({err.reason})") from None
     except tomllib.TOMLDecodeError as err:
         # tomllib puts "(at line N, column M)" in its message; move it to the front
         message = str(err)
         m = re.search(r"\(at line (\d+), column \d+\)", message)
         line = m.group(1) if m else str(text.count("\n") + 1)
         message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", message)
-        raise ConfigError(f"{os.path.relpath(path)}:{line}: not valid TOML: {message}") from None
+        raise ConfigError(f"{_shown(path)}:{line}: not valid TOML: {message}") from None
     return _validate(_Checker(path, text), data)
 
 
