@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 
 import numpy as np
 
@@ -34,9 +35,20 @@ class RemoteRunner:
 
         host, port = self.tracker
         try:
+            # TVM's own connect retries for a minute; a tracker that is not there should fail now
+            socket.create_connection((host, port), timeout=10).close()
             tracker = rpc.connect_tracker(host, port)
-        except Exception as err:  # TVM raises RuntimeError/OSError/TVMError alike
+            summary = tracker.summary()
+        except Exception as err:  # OSError, RuntimeError and TVM errors alike
             raise ExecutionError(f"cannot reach the RPC tracker at {host}:{port}: {_last_line(err)}") from None
+        # a request for a key no server ever offered would wait forever at the tracker
+        known = set(summary.get("queue_info", {})) | {
+            s["key"].split(":", 1)[-1] for s in summary.get("server_info", [])}
+        if self.key not in known:
+            raise ExecutionError(
+                f"no server with key {self.key!r} is registered at the tracker {host}:{port} "
+                f"(keys there: {sorted(known) or 'none'})"
+            )
         try:
             return tracker.request(self.key, session_timeout=self.timeout, max_retry=3)
         except Exception as err:
