@@ -266,6 +266,14 @@ def test_clean_rebuild_in_worker_processes_is_byte_identical(first_build, tmp_pa
         ours, theirs = os.path.join(out, cell["artifact"]), os.path.join(first_build["out"], cell["artifact"])
         with open(ours, "rb") as a, open(theirs, "rb") as b:
             assert a.read() == b.read(), cell["artifact"]
+    import edgec
+
+    # nothing of this machine's layout in what we generate (bin/edgec-run is the runtime's own build)
+    art = edgec.load(os.path.join(out, "mlp", "linux-arm64", "model.edgec"))
+    for name in ("lib/model.so", "weights/model.params"):
+        assert not any(p.encode() in art.files[name] for p in ("/tmp/", "/root/", "/home/", "/work/")), name
+    manifest = json.dumps(art.manifest)
+    assert str(tmp_path) not in manifest and first_build["folder"] not in manifest
 
 
 def _ci_commands() -> list[tuple[str, list[str]]]:
