@@ -91,7 +91,7 @@ def compile_model(
 
     from edgec.artifact import Artifact
     from edgec.frontend import import_model
-    from edgec.passes import LiftWeights
+    from edgec.passes import LiftWeights, PlanLayout
     from edgec.schedules import default_schedule_pass, is_gpu
     from edgec.targets import resolve
     from edgec.targets.build import build_library
@@ -107,12 +107,14 @@ def compile_model(
     imported = phases.run("import", import_model, source, inputs, constants)
     mod = imported.mod
 
-    # 2. Graph passes: TVM's inference simplifications, then ours (hook points by name).
+    # 2. Graph passes: TVM's inference simplifications, then ours.
     graph_passes = [
         relax.transform.DecomposeOpsForInference(),
         relax.transform.CanonicalizeBindings(),
         relax.transform.FoldConstant(),
     ]
+    if options.layout == "auto":
+        graph_passes.append(PlanLayout(tvm_target))
     mod = phases.run("graph passes", tvm.transform.Sequential(graph_passes), mod)
 
     # 3. Lower to TIR and fuse.

@@ -25,7 +25,9 @@ def gpu_rules() -> list:
 
 
 def cpu_rules() -> list:
-    return [dl.cpu.GEMV(), dl.cpu.Reduction()]
+    from edgec.schedules import cpu
+
+    return [cpu.TiledReduction(), dl.cpu.GEMV(), dl.cpu.Reduction(), cpu.Injective()]
 
 
 def is_gpu(target: tvm.target.Target) -> bool:

@@ -1,0 +1,175 @@
+"""Default CPU schedules: tiled, vectorized and parallel kernels without any tuning.
+
+Two rules, in DLight's contract (None when a rule does not apply):
+
+``TiledReduction``  one reduction block whose loops are spatial-then-reduction (conv, matmul,
+                    pooling): the two innermost spatial loops become a register tile
+                    (``rows × vector``), accumulated in a local buffer so LLVM keeps it in
+                    registers; the outer spatial loops are fused into one parallel loop;
+                    elementwise producers (padding) are inlined and the epilogue (bias, BN,
+                    activation, residual add) is computed on the tile while it is hot.
+``Injective``       elementwise / broadcast / layout kernels: each block's loops are fused,
+                    parallel outside, vectorized inside.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tvm import s_tir, tirx
+from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.s_tir.dlight.base import ScheduleRule, get_extent, try_inline
+from tvm.target import Target
+from tvm.target.codegen import llvm_get_vector_width
+
+# Rows of the register tile: with a vector of outputs per row, 4 rows × 2 vectors stays inside
+# the 16 architectural vector registers of AVX2/NEON together with the operands.
+TILE_ROWS = 4
+# Fewer iterations than this per parallel task is not worth a thread.
+MIN_PARALLEL_WORK = 1 << 12
+
+
+def _is_cpu(target: Target) -> bool:
+    return target.kind.name == "llvm"
+
+
+def vector_lanes(target: Target, dtype_bits: int = 32) -> int:
+    try:
+        bits = int(llvm_get_vector_width(target))
+    except Exception:  # an LLVM without this target: assume 128-bit SIMD
+        bits = 128
+    return max(1, max(bits, 128) // dtype_bits)
+
+
+def _static(extent) -> int | None:
+    return extent if isinstance(extent, int) else None
+
+
+def _pick_factor(extent, preferred: list[int]) -> int:
+    """The first preferred factor dividing a static extent; else the first (with a guard)."""
+    n = _static(extent)
+    if n is None:
+        return preferred[0]
+    for f in preferred:
+        if n % f == 0:
+            return f
+    return preferred[-1] if n < preferred[-1] else preferred[0]
+
+
+def _dtype_bits(sch: s_tir.Schedule, block) -> int:
+    stmt = sch.get(block)
+    return stmt.writes[0].source.dtype.bits if stmt.writes else 32
+
+
+class TiledReduction(ScheduleRule):
+    def apply(self, func, target: Target, _tunable: bool):
+        if not isinstance(func, tirx.PrimFunc) or not _is_cpu(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if infos is None:
+            return None
+        reductions = [b for b in infos if b.is_reduction()]
+        if len(reductions) != 1 or not re.fullmatch(r"S+R+", reductions[0].dom_kind()):
+            return None
+        if any(not b.is_injective() for b in infos if b is not reductions[0]):
+            return None
+        # Padding stays a separate (parallel, vectorized) pass: inlined, it would put a bounds
+        # check on every load of the inner loop and stop its vectorization.
+        pads = [b for b in infos if b.is_data_pad(sch)]
+        infos = try_inline(sch, [b for b in infos if b not in pads]) + pads
+        main = next(b for b in infos if b.is_reduction())
+        in_order = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
+        main_at = in_order.index(sch.get(main.block_rv).name_hint)
+        producers = [b.block_rv for b in infos if in_order.index(sch.get(b.block_rv).name_hint) < main_at]
+        epilogue = [b.block_rv for b in infos if in_order.index(sch.get(b.block_rv).name_hint) > main_at]
+        for producer in producers:
+            _schedule_injective(sch, producer, target)
+
+        kind = main.dom_kind()
+        n_spatial = kind.count("S")
+        loops = sch.get_loops(main.block_rv)
+        spatial, reduction = loops[:n_spatial], loops[n_spatial:]
+        lanes = vector_lanes(target, _dtype_bits(sch, main.block_rv))
+
+        vec_extent = get_extent(sch, spatial[-1])
+        vec = _pick_factor(vec_extent, [2 * lanes, lanes, lanes // 2, 4, 2])
+        vec_o, vec_i = sch.split(spatial[-1], factors=[None, vec])
+        outer = list(spatial[:-1])
+        rows_i = None
+        if outer:
+            row_extent = get_extent(sch, outer[-1])
+            if _static(row_extent) is None or row_extent >= TILE_ROWS:
+                rows = _pick_factor(row_extent, [TILE_ROWS, 2])
+                rows_o, rows_i = sch.split(outer[-1], factors=[None, rows])
+                outer[-1] = rows_o
+        inner = [l for l in (rows_i, vec_i) if l is not None]
+        sch.reorder(*outer, vec_o, *reduction, *inner)
+        fused = sch.fuse(*outer, vec_o) if outer else vec_o
+
+        # accumulate the tile in a local buffer; write it back (through the epilogue) once
+        acc = sch.cache_write(main.block_rv, 0, "local")
+        sch.reverse_compute_at(acc, fused, preserve_unit_loops=True)
+        written_back = [acc]
+        for block in epilogue:
+            try:
+                sch.reverse_compute_inline(block)
+            except Exception:  # not inlinable (a broadcast, say): computed on the tile instead
+                sch.reverse_compute_at(block, fused, preserve_unit_loops=True)
+                written_back.append(block)
+
+        # set loop kinds while the block still has its init: TVM checks reduction blocks by it
+        sch.parallel(fused)
+        sch.vectorize(vec_i)
+        if rows_i is not None:
+            sch.unroll(rows_i)
+        init = sch.decompose_reduction(main.block_rv, reduction[0])
+        init_vec = sch.get_loops(init)[-1]
+        if sch.get(init_vec).kind != tirx.ForKind.VECTORIZED:
+            sch.vectorize(init_vec)
+        for block in written_back:
+            _vectorize_innermost(sch, block, lanes)
+        return sch
+
+
+def _vectorize_innermost(sch: s_tir.Schedule, block, lanes: int) -> None:
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    extent = _static(get_extent(sch, loops[-1]))
+    if extent is not None and 1 < extent <= 4 * lanes:
+        try:
+            sch.vectorize(loops[-1])
+        except s_tir.ScheduleError:  # a guarded or non-affine write-back stays scalar
+            pass
+
+
+class Injective(ScheduleRule):
+    def apply(self, func, target: Target, _tunable: bool):
+        if not isinstance(func, tirx.PrimFunc) or not _is_cpu(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        if infos is None or any(not b.is_injective() for b in infos):
+            return None
+        for info in try_inline(sch, infos):
+            _schedule_injective(sch, info.block_rv, target)
+        return sch
+
+
+def _schedule_injective(sch: s_tir.Schedule, block, target: Target) -> None:
+    """Fuse the block's loops; parallel outside, vectorized inside."""
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    lanes = vector_lanes(target, _dtype_bits(sch, block))
+    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+    extent = get_extent(sch, fused)
+    if _static(extent) is not None and extent < MIN_PARALLEL_WORK:
+        if extent % lanes == 0 and extent > lanes:
+            _, inner = sch.split(fused, factors=[None, lanes])
+            sch.vectorize(inner)
+        return
+    outer, inner = sch.split(fused, factors=[None, 4 * lanes])
+    sch.parallel(outer)
+    sch.vectorize(inner)
