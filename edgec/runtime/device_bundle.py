@@ -52,7 +52,8 @@ def readme(preset, manifest: dict) -> str:
         )
     return f"""edgec artifact for {preset.name} ({preset.description})
 
-Run it on the device, no Python needed (aarch64 Linux with glibc 2.34 or newer, e.g. Raspberry Pi OS 12, Ubuntu 22.04, JetPack 6):
+Run it on the device, no Python needed (aarch64 Linux with glibc 2.34 or newer,
+e.g. Raspberry Pi OS 12, Ubuntu 22.04, JetPack 6):
 
   mkdir model && tar xf MODEL.edgec -C model && cd model
   LD_LIBRARY_PATH=runtime bin/edgec-run --lib lib/model.so --weights weights/model.params \\

@@ -96,7 +96,8 @@ class EmulatedRunner:
         proc = subprocess.run(self.command("--help"), capture_output=True, text=True, env=env, timeout=300)
         if proc.returncode != 2 or "usage: edgec-run" not in proc.stderr:
             lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-            raise ExecutionError(f"the bundled runner does not start under qemu: {lines[0] if lines else proc.returncode}")
+            reason = lines[0] if lines else f"exit {proc.returncode}"
+            raise ExecutionError(f"the bundled runner does not start under qemu: {reason}")
 
     def _invoke(self, feeds: dict, extra: list[str], out_dir: str | None) -> str:
         feeds = check_feeds(self.artifact.inputs, feeds)

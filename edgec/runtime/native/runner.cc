@@ -162,7 +162,11 @@ void WriteNpy(const std::string& path, const ffi::Tensor& tensor) {
   if (t->device.device_type != kDLCPU) throw std::runtime_error("output is not on the CPU");
   if (!tensor.IsContiguous()) throw std::runtime_error("output is not contiguous");
   std::string shape;
-  for (int i = 0; i < t->ndim; ++i) shape += std::to_string(t->shape[i]) + (t->ndim == 1 ? "," : (i + 1 < t->ndim ? ", " : ""));
+  for (int i = 0; i < t->ndim; ++i) {
+    shape += std::to_string(t->shape[i]);
+    if (t->ndim == 1) shape += ",";  // numpy writes a 1-tuple as (n,)
+    else if (i + 1 < t->ndim) shape += ", ";
+  }
   std::string header = "{'descr': '" + DescrFromDType(t->dtype) + "', 'fortran_order': False, 'shape': (" +
                        shape + "), }";
   // pad so that the data starts on a 64-byte boundary, as numpy does
