@@ -42,7 +42,7 @@ class GRU(OnnxOpConverter):
             kernel = bb.add_func(gru_kernel(hidden, reverse, clip, lbr), f"onnx_gru_h{hidden}")
             out = bb.emit(relax.call_tir(
                 kernel,
-                [xw, rc.direction_slice(bb, r, d), rb_h, rc.initial_state(bb, h0, d, batch, hidden)],
+                [xw, rc.direction_slice(bb, r, d), rb_h, rc.initial_state(bb, h0, d, batch, hidden, layout)],
                 [relax.TensorType((seq, batch, hidden), "float32"),
                  relax.TensorType((batch, hidden), "float32"),
                  relax.TensorType((batch, 3 * hidden), "float32")],

@@ -42,7 +42,7 @@ class LSTM(OnnxOpConverter):
             out = bb.emit(relax.call_tir(
                 kernel,
                 [xw, rc.direction_slice(bb, r, d), peep,
-                 rc.initial_state(bb, h0, d, batch, hidden), rc.initial_state(bb, c0, d, batch, hidden)],
+                 rc.initial_state(bb, h0, d, batch, hidden, layout), rc.initial_state(bb, c0, d, batch, hidden, layout)],
                 [relax.TensorType((seq, batch, hidden), "float32"),
                  relax.TensorType((batch, hidden), "float32"),
                  relax.TensorType((batch, hidden), "float32"),

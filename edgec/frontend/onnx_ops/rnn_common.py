@@ -51,17 +51,18 @@ def dims(x, op: str, attr) -> tuple:
     return tuple(shape.values)
 
 
-def direction_slice(bb, tensor, d: int):
-    """``tensor[d]`` of a per-direction weight, or ``None`` when the input is absent."""
+def direction_slice(bb, tensor, d: int, axis: int = 0):
+    """``tensor[d]`` along the direction axis, or ``None`` when the input is absent."""
     if tensor is None:
         return None
-    return bb.normalize(relax.op.take(tensor, relax.const(d, "int64"), axis=0))
+    return bb.normalize(relax.op.take(tensor, relax.const(d, "int64"), axis=axis))
 
 
-def initial_state(bb, state, d: int, batch, hidden: int):
+def initial_state(bb, state, d: int, batch, hidden: int, layout: int):
+    """Direction ``d`` of an initial state: (dirs, batch, H), or (batch, dirs, H) in layout 1."""
     if state is None:
         return bb.normalize(relax.op.zeros(relax.ShapeExpr([batch, hidden]), "float32"))
-    return direction_slice(bb, state, d)
+    return direction_slice(bb, state, d, axis=1 if layout else 0)
 
 
 def input_projection(bb, x, w_d, bias):
