@@ -44,6 +44,16 @@ def _include_dirs() -> list[str]:
             os.path.join(os.path.dirname(tvm.__file__), "include")]
 
 
+# Bump when the flags below change, so cached runners built without them are rebuilt.
+_REPRODUCIBLE_FLAGS_VERSION = 1
+
+
+def _path_independence_flags() -> list[str]:
+    """Headers use __FILE__: map this machine's paths away so the binary is the same everywhere."""
+    flags = [f"-ffile-prefix-map={d}=include" for d in _include_dirs()]
+    return flags + [f"-ffile-prefix-map={os.path.dirname(SOURCE)}=native"]
+
+
 def _lib_dirs(arch: str, runtime_dir: str | None) -> list[str]:
     from edgec.runtime import host_arch
 
@@ -58,7 +68,8 @@ def runner_path(arch: str, runtime_dir: str | None = None) -> str:
     with open(SOURCE, "rb") as f:
         source = f.read()
     versions = device_libs.versions()
-    key = hashlib.sha256(source + repr((sorted(versions.items()), os.path.basename(compiler), arch)).encode())
+    key = hashlib.sha256(source + repr((sorted(versions.items()), os.path.basename(compiler), arch,
+                                        _REPRODUCIBLE_FLAGS_VERSION)).encode())
     folder = os.path.join(device_libs.cache_root(), "runner", key.hexdigest()[:16], arch)
     path = os.path.join(folder, BINARY)
     if os.path.isfile(path):
@@ -69,6 +80,7 @@ def runner_path(arch: str, runtime_dir: str | None = None) -> str:
     try:
         cmd = [compiler, "-std=c++17", "-O2", "-o", os.path.join(staging, BINARY), SOURCE]
         cmd += [f"-I{d}" for d in _include_dirs()] + [f"-L{d}" for d in lib_dirs]
+        cmd += _path_independence_flags()
         # keep libtvm_runtime NEEDED even though no symbol of it is named: it registers the VM loader
         cmd += ["-Wl,--no-as-needed", "-ltvm_runtime", "-ltvm_ffi", "-Wl,-rpath,$ORIGIN/../runtime"]
         try:
