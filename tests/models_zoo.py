@@ -228,6 +228,7 @@ class ZooModel:
     def export(self, folder: str) -> str:
         import onnx
 
+        os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{self.name}.onnx")
         if os.path.exists(path):
             return path
