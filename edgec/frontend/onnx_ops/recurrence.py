@@ -8,7 +8,8 @@ recurrent matmul and the gate math, to one of these kernels.
 Each kernel processes one direction. It keeps the running state in its ``h_n``/``c_n`` outputs
 and uses ``gates`` (an output the caller drops) as scratch, so it allocates nothing itself.
 The loops are written already lowered and marked scheduled: the time loop carries a dependence
-that no default schedule may reorder.
+that no default schedule may reorder. They are CPU kernels: on a GPU target they would need a
+thread launch, which the converter cannot add because it does not know the target.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def lstm_kernel(hidden: int, reverse: bool, clip: float | None):
     @T.prim_func(private=True, check_well_formed=False)
     def lstm(xw_h: T.handle, r_h: T.handle, p_h: T.handle, h0_h: T.handle, c0_h: T.handle,
              y_h: T.handle, hn_h: T.handle, cn_h: T.handle, gates_h: T.handle):
-        T.func_attr({"tir.noalias": True, "tir.is_scheduled": True})
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
         seq = T.int64()
         batch = T.int64()
         XW = T.match_buffer(xw_h, (seq, batch, G), "float32")
@@ -73,7 +74,7 @@ def gru_kernel(hidden: int, reverse: bool, clip: float | None, linear_before_res
     @T.prim_func(private=True, check_well_formed=False)
     def gru(xw_h: T.handle, r_h: T.handle, rbh_h: T.handle, h0_h: T.handle,
             y_h: T.handle, hn_h: T.handle, gates_h: T.handle):
-        T.func_attr({"tir.noalias": True, "tir.is_scheduled": True})
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
         seq = T.int64()
         batch = T.int64()
         XW = T.match_buffer(xw_h, (seq, batch, G), "float32")
