@@ -100,7 +100,8 @@ def check_feeds(specs: list[TensorSpec], feeds: dict[str, np.ndarray]) -> dict[s
                         f"{dim}={bound[dim][0]} from input {bound[dim][1]!r}"
                     )
                 bound[dim] = (got, spec.name)
-        out[spec.name] = np.ascontiguousarray(value)
+        # (np.ascontiguousarray would turn a 0-d scalar input into shape (1,))
+        out[spec.name] = np.asarray(value, order="C")
     return out
 
 
