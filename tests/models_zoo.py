@@ -131,6 +131,27 @@ class AudioLSTM(nn.Module):
         return torch.sigmoid(self.out(seq)).squeeze(-1)
 
 
+@torch.jit.script
+def _fit_clip(wav: torch.Tensor) -> torch.Tensor:
+    # A branch on the input's length: dynamic with a symbolic dim, a constant once it is pinned.
+    if wav.size(1) > 1000:
+        return wav * 0.5
+    return wav * 2.0 - 0.1
+
+
+class ClipLevel(nn.Module):
+    """Loudness model whose preprocessing depends on the clip length (an If on a shape)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 8, 32, stride=16)
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, wav):
+        feats = torch.relu(self.conv(_fit_clip(wav).unsqueeze(1))).mean(dim=2)
+        return self.out(feats)
+
+
 class GRUTagger(nn.Module):
     """A GRU counterpart of the audio model (keyword spotting shape), bidirectional."""
 
@@ -281,6 +302,12 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in [
         {"wav": {0: "batch", 1: "samples"}, "speech_prob": {0: "batch", 1: "frames"}},
         opset=14, sizes=({"batch": 1, "samples": 800}, {"batch": 2, "samples": 1200}),
         rtol=1e-3, atol=2e-4,
+    ),
+    ZooModel(
+        "clip_level", ClipLevel, {"wav": (("batch", "samples"), "float32")}, ["levels"],
+        {"wav": {0: "batch", 1: "samples"}, "levels": {0: "batch"}},
+        # the two sizes take the two branches
+        opset=13, sizes=({"batch": 1, "samples": 1200}, {"batch": 2, "samples": 800}),
     ),
     ZooModel(
         "gru_tagger", GRUTagger, {"mfcc": (("batch", "frames", 20), "float32")}, ["logits"],

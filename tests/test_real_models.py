@@ -88,6 +88,24 @@ def test_audio_if_takes_both_branches(zoo_dir):
         _assert_matches(model, artifact, path, {"wav": wav})
 
 
+@pytest.mark.parametrize("samples", [800, 1200])
+def test_if_on_a_pinned_shape_is_inlined(samples, zoo_dir):
+    import onnx
+
+    from edgec.frontend import onnx_simplify
+    from edgec.frontend.onnx import pin_inputs
+    from edgec.signature import TensorSpec
+
+    model = ZOO["clip_level"]
+    path = model.export(str(zoo_dir))
+    proto = onnx.load(path)
+    assert "If" in {n.op_type for n in proto.graph.node}
+    pin_inputs(proto, {"wav": TensorSpec("wav", (1, samples), "float32")})
+    assert "If" not in {n.op_type for n in onnx_simplify.simplify(proto).graph.node}
+    artifact = edgec.compile(path, "host", inputs={"wav": ((1, samples), "float32")})
+    _assert_matches(model, artifact, path, model.feeds({"batch": 1, "samples": samples}))
+
+
 def test_exports_carry_the_shape_chains_that_break_stock_tvm(zoo_dir):
     """Guard that the zoo still exercises what it is for: the exporter's shape arithmetic."""
     import onnx
@@ -96,6 +114,6 @@ def test_exports_carry_the_shape_chains_that_break_stock_tvm(zoo_dir):
     for name in ("crnn", "ocr_cls", "bert"):
         assert {"Shape", "Gather", "Unsqueeze", "Concat", "Reshape"} <= ops[name], name
     assert "LSTM" in ops["crnn"] and "LSTM" in ops["audio_lstm"] and "GRU" in ops["gru_tagger"]
-    assert "If" in ops["audio_lstm"]
+    assert "If" in ops["audio_lstm"] and "If" in ops["clip_level"]
     assert {"Resize", "Concat", "Shape"} <= ops["dbnet"]
     assert "Range" in ops["bert"]

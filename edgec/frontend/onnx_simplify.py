@@ -36,6 +36,7 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
         model = _infer(model)
         changed = _fold_once(model)
         changed = _drop_identity_casts(model) or changed
+        changed = _inline_constant_ifs(model) or changed
         if not changed:
             break
     _remove_dead_nodes(model)
@@ -182,6 +183,34 @@ def _drop_identity_casts(model: onnx.ModelProto) -> bool:
     del graph.node[:]
     graph.node.extend(keep)
     return True
+
+
+def _inline_constant_ifs(model: onnx.ModelProto) -> bool:
+    """Replace an ``If`` whose condition folded to a constant by the branch it takes.
+
+    Scripted exports branch on shapes (``if x.size(1) > n``); once dims are pinned the condition
+    is known. TVM's importer would otherwise evaluate both branches and keep the whole function
+    out of a dataflow block, which blocks fusion.
+    """
+    graph = model.graph
+    consts = {i.name: i for i in graph.initializer}
+    new_nodes, changed = [], False
+    for node in graph.node:
+        cond = consts.get(node.input[0]) if node.op_type == "If" and node.domain in ("", "ai.onnx") else None
+        if cond is None:
+            new_nodes.append(node)
+            continue
+        taken = bool(numpy_helper.to_array(cond).reshape(-1)[0])
+        branch = next(a.g for a in node.attribute if a.name == ("then_branch" if taken else "else_branch"))
+        graph.initializer.extend(branch.initializer)
+        new_nodes.extend(branch.node)
+        for inner, outer in zip(branch.output, node.output):
+            new_nodes.append(onnx.helper.make_node("Identity", [inner.name], [outer], name=f"{node.name}/{outer}"))
+        changed = True
+    if changed:
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+    return changed
 
 
 def _drop_empty_resize_inputs(model: onnx.ModelProto) -> bool:

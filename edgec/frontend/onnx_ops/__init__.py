@@ -1,6 +1,6 @@
 """Converters for ONNX ops that stock TVM lacks or gets wrong; each module registers its own."""
 
-from edgec.frontend.onnx_ops import gru, lstm  # noqa: F401,E402
+from edgec.frontend.onnx_ops import compare, gru, lstm  # noqa: F401,E402
 from edgec.frontend.onnx_ops import layer_norm  # noqa: F401
 from edgec.frontend.onnx_ops import attention  # noqa: F401
 from edgec.frontend.onnx_ops import lp_norm  # noqa: F401
