@@ -4,3 +4,4 @@ from edgec.frontend.onnx_ops import compare, gru, lstm  # noqa: F401,E402
 from edgec.frontend.onnx_ops import layer_norm  # noqa: F401
 from edgec.frontend.onnx_ops import attention  # noqa: F401
 from edgec.frontend.onnx_ops import lp_norm  # noqa: F401
+from edgec.frontend.onnx_ops import resize  # noqa: F401
