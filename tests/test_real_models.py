@@ -117,3 +117,4 @@ def test_exports_carry_the_shape_chains_that_break_stock_tvm(zoo_dir):
     assert "If" in ops["audio_lstm"] and "If" in ops["clip_level"]
     assert {"Resize", "Concat", "Shape"} <= ops["dbnet"]
     assert "Range" in ops["bert"]
+    assert "LayerNormalization" in ops["bert_opset17"] and "LayerNormalization" not in ops["bert"]
