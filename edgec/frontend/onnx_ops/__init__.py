@@ -5,3 +5,5 @@ from edgec.frontend.onnx_ops import layer_norm  # noqa: F401
 from edgec.frontend.onnx_ops import attention  # noqa: F401
 from edgec.frontend.onnx_ops import lp_norm  # noqa: F401
 from edgec.frontend.onnx_ops import resize  # noqa: F401
+from edgec.frontend.onnx_ops import rms_norm  # noqa: F401
+from edgec.frontend.onnx_ops import celu  # noqa: F401
