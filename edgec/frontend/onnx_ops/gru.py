@@ -39,7 +39,7 @@ class GRU(OnnxOpConverter):
                 bias = relax.op.add(wb, relax.op.concat([rb_zr, zeros_h], axis=0))
                 rb_h = bb.normalize(relax.op.strided_slice(b_d, axes=[0], begin=[5 * hidden], end=[6 * hidden]))
             xw = rc.input_projection(bb, x, rc.direction_slice(bb, w, d), bias)
-            kernel = bb.add_func(gru_kernel(hidden, reverse, clip, lbr), f"onnx_gru_h{hidden}")
+            kernel = rc.add_kernel(bb, gru_kernel(hidden, reverse, clip, lbr), f"onnx_gru_h{hidden}")
             out = bb.emit(relax.call_tir(
                 kernel,
                 [xw, rc.direction_slice(bb, r, d), rb_h, rc.initial_state(bb, h0, d, batch, hidden, layout)],

@@ -38,7 +38,7 @@ class LSTM(OnnxOpConverter):
             xw = rc.input_projection(bb, x, rc.direction_slice(bb, w, d), bias)
             peep = rc.direction_slice(bb, p, d) if p is not None else relax.const(
                 [0.0] * (3 * hidden), "float32")
-            kernel = bb.add_func(lstm_kernel(hidden, reverse, clip), f"onnx_lstm_h{hidden}")
+            kernel = rc.add_kernel(bb, lstm_kernel(hidden, reverse, clip), f"onnx_lstm_h{hidden}")
             out = bb.emit(relax.call_tir(
                 kernel,
                 [xw, rc.direction_slice(bb, r, d), peep,

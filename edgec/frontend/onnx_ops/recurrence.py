@@ -8,13 +8,25 @@ recurrent matmul and the gate math, to one of these kernels.
 Each kernel processes one direction. It keeps the running state in its ``h_n``/``c_n`` outputs
 and uses ``gates`` (an output the caller drops) as scratch, so it allocates nothing itself.
 The loops are written already lowered and marked scheduled: the time loop carries a dependence
-that no default schedule may reorder. They are CPU kernels: on a GPU target they would need a
-thread launch, which the converter cannot add because it does not know the target.
+that no default schedule may reorder. For a GPU, :func:`on_one_gpu_thread` wraps a kernel in a
+one-thread launch: correct, and cheap for the small hidden sizes of edge models.
 """
 
 from __future__ import annotations
 
+import tvm
+from tvm import tirx
 from tvm.script import tirx as T
+
+
+def on_one_gpu_thread(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """``func`` with its body inside a 1×1 block/thread launch, so that it runs on the device."""
+    body = func.body
+    for tag in ("threadIdx.x", "blockIdx.x"):
+        var = tirx.Var(tag.replace(".", "_"), "int32")
+        axis = tirx.IterVar(tvm.ir.Range(0, 1), var, tirx.IterVar.ThreadIndex, tag)
+        body = tirx.For(var, 0, 1, tirx.ForKind.THREAD_BINDING, body, thread_binding=axis)
+    return func.with_body(body)
 
 
 def _clipped(x, clip):

@@ -3,7 +3,22 @@ packing per-direction results into ONNX's output layouts."""
 
 from __future__ import annotations
 
+import tvm
 from tvm import relax
+
+from edgec.frontend.onnx_ops.recurrence import on_one_gpu_thread
+
+
+def add_kernel(bb, func, name: str):
+    """Add a recurrence kernel, launched on the device when converting under a GPU target.
+
+    The converter sees the target only when the caller imports inside ``with target:``; without
+    one, the kernel is host code.
+    """
+    target = tvm.target.Target.current(allow_none=True)
+    if target is not None and "gpu" in list(target.keys):
+        func, name = on_one_gpu_thread(func), name + "_gpu"
+    return bb.add_func(func, name)
 
 
 def node_name(attr) -> str:
