@@ -117,3 +117,20 @@ def test_unsupported_activation_is_a_one_line_compile_error(tmp_path):
     with pytest.raises(CompileError, match="activations") as err:
         edgec.compile(path, "host")
     assert "\n" not in str(err.value)
+
+
+def test_gpu_target_gets_a_device_launched_kernel(tmp_path):
+    """Converted under a GPU target, the recurrence runs inside a device launch; else on the host."""
+    import tvm
+
+    from edgec.frontend.onnx import import_onnx
+    from edgec.targets import resolve
+
+    path = str(tmp_path / "lstm.onnx")
+    onnx.save(_rnn_model("LSTM", 4), path)
+    with tvm.target.Target(resolve("cuda").target):
+        on_gpu = import_onnx(path).mod
+    on_cpu = import_onnx(path).mod
+    kernels = lambda mod: [f for gv, f in mod.functions.items() if "lstm" in gv.name_hint]  # noqa: E731
+    assert kernels(on_gpu) and all("threadIdx.x" in f.script() for f in kernels(on_gpu))
+    assert kernels(on_cpu) and not any("threadIdx" in f.script() for f in kernels(on_cpu))
