@@ -27,7 +27,14 @@ def time_onnxruntime(model_path: str, feeds: dict, runs: int, warmup: int, threa
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(model_path, opts, providers=["CPUExecutionProvider"])
+        sess.run(None, feeds)
+    except Exception as err:  # onnxruntime raises its own types for a model or input it refuses
+        from edgec.errors import InputError
+
+        raise InputError(f"onnxruntime cannot run {model_path} on these inputs: "
+                         f"{str(err).strip().splitlines()[0][:300]}") from None
     for _ in range(warmup):
         sess.run(None, feeds)
     times = []

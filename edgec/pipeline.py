@@ -74,38 +74,23 @@ class _Phases:
         return result
 
 
-def compile_model(
-    source,
-    target: str = "host",
-    inputs: dict[str, TensorSpec] | None = None,
-    options: CompileOptions | None = None,
-    dump_ir: str | None = None,
-    constants: dict | None = None,
-):
-    """Compile ``source`` (ONNX/.pt2 path, ``onnx.ModelProto`` or ``nn.Module``) into an Artifact.
+def lower_model(source, preset, inputs, options, phases, constants=None):
+    """Steps 1–3 of the flow, shared by ``compile`` and ``tune``: import, graph passes, lowering.
 
-    ``constants`` binds ONNX graph inputs to fixed values at build time (shape tensors).
+    Returns the imported model and the module whose PrimFuncs are ready to be scheduled.
     """
     import tvm
     from tvm import relax
 
-    from edgec.artifact import Artifact
     from edgec.frontend import import_model
-    from edgec.passes import LiftWeights, PlanLayout
-    from edgec.schedules import default_schedule_pass, is_gpu
-    from edgec.targets import resolve
-    from edgec.targets.build import build_library
+    from edgec.passes import PlanLayout
 
-    options = options or CompileOptions()
-    report = CompileReport()
-    phases = _Phases(report, dump_ir)
-    preset = resolve(target, arch=options.arch)
     tvm_target = tvm.target.Target(preset.target)
-    gpu = is_gpu(tvm_target)
 
-    # 1. Frontend: the model as Relax, with its signature.
-    imported = phases.run("import", import_model, source, inputs, constants)
-    mod = imported.mod
+    # 1. Frontend: the model as Relax, with its signature. Converters that emit kernels
+    #    (recurrences) read the target from the context.
+    with tvm_target:
+        imported = phases.run("import", import_model, source, inputs, constants)
 
     # 2. Graph passes: TVM's inference simplifications, then ours.
     graph_passes = [
@@ -115,7 +100,7 @@ def compile_model(
     ]
     if options.layout == "auto":
         graph_passes.append(PlanLayout(tvm_target))
-    mod = phases.run("graph passes", tvm.transform.Sequential(graph_passes), mod)
+    mod = phases.run("graph passes", tvm.transform.Sequential(graph_passes), imported.mod)
 
     # 3. Lower to TIR and fuse.
     lowering = [
@@ -129,9 +114,44 @@ def compile_model(
     ]
     with tvm_target:
         mod = phases.run("lower", tvm.transform.Sequential(lowering), mod)
+    return imported, mod
 
-        # 4. Schedules: default rules for every kernel (GPU kernels must all be scheduled).
-        mod = phases.run("schedule", default_schedule_pass(tvm_target), mod)
+
+def compile_model(
+    source,
+    target: str = "host",
+    inputs: dict[str, TensorSpec] | None = None,
+    options: CompileOptions | None = None,
+    dump_ir: str | None = None,
+    constants: dict | None = None,
+):
+    """Compile ``source`` (ONNX/.pt2 path, ``onnx.ModelProto`` or ``nn.Module``) into an Artifact.
+
+    ``constants`` binds ONNX graph inputs to fixed values at build time (shape tensors).
+    """
+    import tvm
+
+    from edgec.artifact import Artifact
+    from edgec.passes import LiftWeights
+    from edgec.schedules import apply_schedules, is_gpu
+    from edgec.targets import resolve
+    from edgec.targets.build import build_library
+
+    options = options or CompileOptions()
+    report = CompileReport()
+    phases = _Phases(report, dump_ir)
+    preset = resolve(target, arch=options.arch)
+    tvm_target = tvm.target.Target(preset.target)
+    gpu = is_gpu(tvm_target)
+
+    # 1–3. Import, graph passes, lowering.
+    imported, mod = lower_model(source, preset, inputs, options, phases, constants)
+
+    # 4. Schedules: tuned records where a database has them, default rules for the rest
+    #    (GPU kernels must all be scheduled).
+    scheduled = phases.run("schedule", apply_schedules, mod, tvm_target, _databases(options, preset))
+    mod = scheduled.mod
+    report.notes.extend(scheduled.notes)
 
     # 5. Weights leave the code; the artifact carries them as a separate file.
     lift = LiftWeights()
@@ -160,7 +180,7 @@ def compile_model(
         "model": {"sha256": imported.model_sha256, "format": imported.source_format},
         "options": options.to_json(),
         "bound_constants": sorted(constants or {}),
-        "tuning_db": None,
+        "tuning_db": scheduled.database_sha256,
         "inputs": [s.to_json() for s in imported.inputs],
         "outputs": [s.to_json() for s in imported.outputs],
         "weights": [
@@ -170,6 +190,17 @@ def compile_model(
     files = {LIBRARY: library, WEIGHTS: bytes(weights_blob)}
     files.update(phases.run("bundle device runtime", extra_files, preset, options, manifest))
     return Artifact(manifest, files), report
+
+
+def _databases(options: CompileOptions, preset) -> list[str]:
+    """The user's database first, then the one shipped for this preset (if any)."""
+    from edgec.schedules.shipped import shipped_database
+
+    found = [options.tuning_db] if options.tuning_db else []
+    shipped = shipped_database(preset.name)
+    if shipped:
+        found.append(shipped)
+    return found
 
 
 def _target_json(target) -> dict:

@@ -15,9 +15,14 @@ import tvm
 from tvm import relax
 
 # target family → {op: [data layout, kernel layout]}; a family with no entry keeps the model's
+_CPU_LAYOUTS = {
+    "relax.nn.conv2d": ["NHWC", "HWIO"],
+    # legalization of conv2d_transpose exists for NCHW only: pin it so it is never converted
+    "relax.nn.conv2d_transpose": ["NCHW", "IOHW"],
+}
 PREFERRED_LAYOUTS: dict[str, dict[str, list[str]]] = {
-    "x86": {"relax.nn.conv2d": ["NHWC", "HWIO"]},
-    "arm_cpu": {"relax.nn.conv2d": ["NHWC", "HWIO"]},
+    "x86": _CPU_LAYOUTS,
+    "arm_cpu": _CPU_LAYOUTS,
     "cuda": {},
 }
 

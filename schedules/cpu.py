@@ -89,22 +89,28 @@ class TiledReduction(ScheduleRule):
         kind = main.dom_kind()
         n_spatial = kind.count("S")
         loops = sch.get_loops(main.block_rv)
-        spatial, reduction = loops[:n_spatial], loops[n_spatial:]
         lanes = vector_lanes(target, _dtype_bits(sch, main.block_rv))
+        static = [_static(get_extent(sch, l)) is not None for l in loops]
+        n_dynamic = static.index(True) if True in static else len(static)
+        # only leading spatial loops (a batch) may be symbolic, and two static ones must remain
+        if not all(static[n_dynamic:]) or n_spatial - n_dynamic < 1:
+            _schedule_symbolic_reduction(sch, main.block_rv, loops, n_spatial, lanes)
+            for block in epilogue:
+                _schedule_injective(sch, block, target)
+            return sch
+        dynamic, spatial, reduction = loops[:n_dynamic], loops[n_dynamic:n_spatial], loops[n_spatial:]
 
-        vec_extent = get_extent(sch, spatial[-1])
-        vec = _pick_factor(vec_extent, [2 * lanes, lanes, lanes // 2, 4, 2])
+        vec = _pick_factor(get_extent(sch, spatial[-1]), [2 * lanes, lanes, lanes // 2, 4, 2])
         vec_o, vec_i = sch.split(spatial[-1], factors=[None, vec])
         outer = list(spatial[:-1])
         rows_i = None
-        if outer:
-            row_extent = get_extent(sch, outer[-1])
-            if _static(row_extent) is None or row_extent >= TILE_ROWS:
-                rows = _pick_factor(row_extent, [TILE_ROWS, 2])
-                rows_o, rows_i = sch.split(outer[-1], factors=[None, rows])
-                outer[-1] = rows_o
+        if outer and get_extent(sch, outer[-1]) >= TILE_ROWS:
+            rows = _pick_factor(get_extent(sch, outer[-1]), [TILE_ROWS, 2])
+            rows_o, rows_i = sch.split(outer[-1], factors=[None, rows])
+            outer[-1] = rows_o
         inner = [l for l in (rows_i, vec_i) if l is not None]
-        sch.reorder(*outer, vec_o, *reduction, *inner)
+        # symbolic loops stay outside, unfused: the tile's regions are then bounded exactly
+        sch.reorder(*dynamic, *outer, vec_o, *reduction, *inner)
         fused = sch.fuse(*outer, vec_o) if outer else vec_o
 
         # accumulate the tile in a local buffer; write it back (through the epilogue) once
@@ -130,6 +136,24 @@ class TiledReduction(ScheduleRule):
         for block in written_back:
             _vectorize_innermost(sch, block, lanes)
         return sch
+
+
+def _schedule_symbolic_reduction(sch, block, loops, n_spatial: int, lanes: int) -> None:
+    """Symbolic extents: no fusion and no cached tile, whose regions TVM cannot bound exactly
+    under symbolic loops; reductions inside, the outermost spatial loop in parallel."""
+    spatial, reduction = loops[:n_spatial], loops[n_spatial:]
+    inner = spatial[-1]
+    extent = _static(get_extent(sch, inner))
+    if extent is not None and extent % lanes == 0:
+        vec_o, inner = sch.split(inner, factors=[None, lanes])
+        spatial = list(spatial[:-1]) + [vec_o]
+    else:
+        spatial = list(spatial[:-1])
+    sch.reorder(*spatial, *reduction, inner)
+    if spatial:
+        sch.parallel(spatial[0])
+    if extent is not None and extent % lanes == 0:
+        sch.vectorize(inner)
 
 
 def _vectorize_innermost(sch: s_tir.Schedule, block, lanes: int) -> None:
@@ -163,6 +187,14 @@ def _schedule_injective(sch: s_tir.Schedule, block, target: Target) -> None:
     if not loops:
         return
     lanes = vector_lanes(target, _dtype_bits(sch, block))
+    if any(_static(get_extent(sch, l)) is None for l in loops):
+        # symbolic: splitting a fused symbolic extent defeats TVM's index analysis at build
+        sch.parallel(loops[0])
+        inner = _static(get_extent(sch, loops[-1]))
+        if len(loops) > 1 and inner is not None and inner % lanes == 0:
+            _, vec = sch.split(loops[-1], factors=[None, lanes])
+            sch.vectorize(vec)
+        return
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     extent = get_extent(sch, fused)
     if _static(extent) is not None and extent < MIN_PARALLEL_WORK:

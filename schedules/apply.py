@@ -1,0 +1,60 @@
+"""Schedule a lowered module: tuned records first, then default rules for everything left."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+import tvm
+from tvm import relax
+
+from edgec.schedules.database import TuningDatabase, target_key
+from edgec.schedules.default import default_schedule_pass
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Scheduled:
+    mod: tvm.IRModule
+    database_sha256: str | None = None
+    tuned_kernels: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _load_databases(paths: list[str], target) -> tuple[object | None, list[str], str | None]:
+    """A MetaSchedule in-memory database holding every record for ``target`` from ``paths``."""
+    from tvm.s_tir import meta_schedule as ms
+
+    if not paths:
+        return None, [], None
+    key = target_key(target)
+    memdb = ms.database.MemoryDatabase()
+    notes, digests, loaded = [], [], 0
+    for path in paths:
+        db = TuningDatabase(path)
+        count = db.load_into(memdb, key)
+        if count == 0 and db.target_keys():
+            note = f"tuning database {path} has no records for this target; ignored"
+            logger.warning(note)
+            notes.append(note)
+            continue
+        loaded += count
+        digests.append(db.sha256())
+    digest = hashlib.sha256("".join(digests).encode()).hexdigest() if digests else None
+    return (memdb if loaded else None), notes, digest
+
+
+def apply_schedules(mod: tvm.IRModule, target, database_paths: list[str] | None = None) -> Scheduled:
+    memdb, notes, digest = _load_databases(database_paths or [], target)
+    with target:
+        if memdb is not None:
+            with memdb:
+                mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+        tuned = sum(1 for _, f in mod.functions_items()
+                    if isinstance(f, tvm.tirx.PrimFunc) and f.attrs and "tirx.is_scheduled" in f.attrs)
+        mod = default_schedule_pass(target)(mod)
+    if memdb is not None:
+        notes.append(f"{tuned} kernels scheduled from tuning records")
+    return Scheduled(mod, digest, tuned, notes)

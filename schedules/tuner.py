@@ -1,0 +1,214 @@
+"""MetaSchedule tuning that reaches every task, resumes, and keeps what it found.
+
+The budget is split across all tasks (a task never gets more than its share until every task
+has had its share), and is spent round-robin in small chunks, so a time budget or Ctrl-C still
+leaves every task improved rather than a few tuned and the rest untouched. After each chunk
+the new records and the task's trial count are written to the database, so a resumed run picks
+up exactly where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+
+from edgec.errors import BadInputError
+from edgec.schedules.database import TuningDatabase, target_key, workload_hash
+from edgec.schedules.default import default_schedule_pass
+
+logger = logging.getLogger(__name__)
+
+CHUNK_TRIALS = 16
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    trials: int
+    max_trials_per_task: int | None = None
+    time_budget: float | None = None  # seconds
+    jobs: int = 1
+    rpc: tuple[str, int, str] | None = None  # tracker host, port, key
+    rpc_devices: int = 1
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.trials < 0:
+            raise ValueError("--trials must be >= 0")
+        if self.max_trials_per_task is not None and self.max_trials_per_task < 1:
+            raise ValueError("--max-trials-per-task must be >= 1")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ValueError("--time-budget must be positive")
+        if self.jobs < 1:
+            raise ValueError("--jobs must be >= 1")
+
+
+@dataclass
+class TaskReport:
+    name: str
+    weight: float
+    workload: str
+    trials: int = 0          # in the database, this run included
+    before_ms: float | None = None
+    after_ms: float | None = None
+
+    def to_json(self) -> dict:
+        return self.__dict__.copy()
+
+
+@dataclass
+class TuneReport:
+    tasks: list[TaskReport] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    trials_run: int = 0
+    seconds: float = 0.0
+    stopped_by: str = "budget"   # budget | time | interrupt | done
+
+    @property
+    def estimated_speedup(self) -> float | None:
+        timed = [t for t in self.tasks if t.before_ms is not None]
+        if not timed:
+            return None
+        before = sum(t.weight * t.before_ms for t in timed)
+        after = sum(t.weight * min(t.before_ms, t.after_ms or t.before_ms) for t in timed)
+        return before / after if after > 0 else None
+
+    def to_json(self) -> dict:
+        return {"tasks": [t.to_json() for t in self.tasks], "skipped": self.skipped,
+                "trials_run": self.trials_run, "seconds": round(self.seconds, 1),
+                "stopped_by": self.stopped_by, "estimated_speedup": self.estimated_speedup}
+
+
+def _static(func) -> bool:
+    return all(isinstance(d, tvm.tirx.IntImm) or isinstance(d, int) for p in func.params for d in p.shape)
+
+
+def extract_tasks(mod: tvm.IRModule, target):
+    """MetaSchedule tasks for the unscheduled static-shape kernels; names of the rest."""
+    from tvm.s_tir import meta_schedule as ms
+
+    tasks, skipped = [], []
+    for task in ms.relax_integration.extract_tasks(mod, target):
+        func = task.dispatched[0]["main"]
+        if not _static(func):
+            skipped.append(f"{task.task_name} (symbolic shape)")
+            continue
+        tasks.append(task)
+    return tasks, skipped
+
+
+def _best_ms(memdb, mod) -> float | None:
+    from tvm.s_tir import meta_schedule as ms
+
+    if not memdb.has_workload(mod):
+        return None
+    top = memdb.get_top_k(memdb.commit_workload(mod), 1)
+    if not top or not top[0].run_secs:
+        return None
+    return float(np.mean([float(s) for s in top[0].run_secs])) * 1e3
+
+
+def measure_default(mod: tvm.IRModule, target) -> float | None:
+    """Latency of a task under the default schedules, measured here (None if not measurable)."""
+    try:
+        with target:
+            scheduled = default_schedule_pass(target)(mod)
+        lib = tvm.tirx.build(scheduled, target)
+        func = scheduled["main"]
+        args = [tvm.runtime.tensor(np.zeros([int(d) for d in p.shape], dtype=p.dtype)) for p in func.params]
+        timer = lib.time_evaluator("main", tvm.cpu(), number=3, repeat=3, min_repeat_ms=20)
+        return float(timer(*args).median) * 1e3
+    except Exception as err:  # an unmeasurable kernel still gets tuned
+        logger.debug("default schedule of a task could not be timed: %s", err)
+        return None
+
+
+def _builder_runner(options: TuneOptions):
+    from tvm.s_tir import meta_schedule as ms
+
+    builder = ms.builder.LocalBuilder(max_workers=options.jobs)
+    if options.rpc:
+        host, port, key = options.rpc
+        config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
+                                     session_timeout_sec=120)
+        runner = ms.runner.RPCRunner(config, max_workers=options.rpc_devices)
+    else:
+        runner = ms.runner.LocalRunner()
+    return builder, runner
+
+
+def tune(mod: tvm.IRModule, target, db: TuningDatabase, options: TuneOptions, progress=None) -> TuneReport:
+    """Tune every task of ``mod`` for ``target`` into ``db``; ``progress(report, task)`` per chunk."""
+    from tvm.s_tir import meta_schedule as ms
+
+    start = time.monotonic()
+    report = TuneReport()
+    extracted, report.skipped = extract_tasks(mod, target)
+    if not extracted:
+        report.stopped_by = "done"
+        return report
+    key = target_key(target)
+    memdb = ms.database.MemoryDatabase()
+    db.load_into(memdb, key)
+
+    share = options.max_trials_per_task or max(1, math.ceil(options.trials / len(extracted)))
+    reports = []
+    for task in extracted:
+        wl = workload_hash(task.dispatched[0])
+        tr = TaskReport(task.task_name, float(task.weight), wl, trials=db.progress(key, wl))
+        tr.before_ms = measure_default(task.dispatched[0], target) if not options.rpc else None
+        tr.after_ms = _best_ms(memdb, task.dispatched[0])
+        reports.append(tr)
+    report.tasks = reports
+
+    builder, runner = _builder_runner(options)
+    cost_model = ms.cost_model.XGBModel(num_tuning_cores=options.jobs)
+    budget_left = options.trials
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgec-tune-") as work_dir:
+            while budget_left > 0:
+                pending = [(t, r) for t, r in zip(extracted, reports) if r.trials < share]
+                if not pending:
+                    report.stopped_by = "done"
+                    break
+                for task, tr in pending:
+                    if budget_left <= 0:
+                        break
+                    if options.time_budget and time.monotonic() - start > options.time_budget:
+                        report.stopped_by = "time"
+                        return report
+                    chunk = min(CHUNK_TRIALS, share - tr.trials, budget_left)
+                    _tune_chunk(task, target, chunk, work_dir, memdb, builder, runner, cost_model, options)
+                    db.save_records(target, memdb.get_all_tuning_records(), {})
+                    tr.trials = db.add_progress(key, tr.workload, chunk, tr.name)
+                    tr.after_ms = _best_ms(memdb, task.dispatched[0])
+                    budget_left -= chunk
+                    report.trials_run += chunk
+                    if progress:
+                        progress(report, tr, time.monotonic() - start, options.trials - budget_left)
+    except KeyboardInterrupt:
+        report.stopped_by = "interrupt"
+        raise
+    finally:
+        report.seconds = time.monotonic() - start
+    return report
+
+
+def _tune_chunk(task, target, trials, work_dir, memdb, builder, runner, cost_model, options):
+    from tvm.s_tir import meta_schedule as ms
+
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+        [task], work_dir, num_threads=options.jobs, seed=options.seed)
+    if not contexts:
+        raise BadInputError(f"task {task.task_name} cannot be tuned")
+    ms.tune.tune_tasks(
+        tasks=contexts, task_weights=weights, work_dir=work_dir,
+        max_trials_global=trials, max_trials_per_task=trials, num_trials_per_iter=trials,
+        builder=builder, runner=runner, database=memdb, cost_model=cost_model,
+        task_scheduler="round-robin",
+    )
