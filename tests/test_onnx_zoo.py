@@ -27,7 +27,19 @@ LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", 
 RTOL = {"densenet121": 2e-3}
 FAST = ["squeezenet", "shufflenet"]
 SLOW = ["bvlc_alexnet", "zfnet512", "inception_v1", "inception_v2", "resnet50", "densenet121", "vgg19"]
-ALL = [pytest.param(n) for n in FAST] + [pytest.param(n, marks=pytest.mark.slow) for n in SLOW]
+# Known failures, strict so that a fix is noticed.
+KNOWN = {
+    "shufflenet": "layout=auto: TVM's ConvertLayout rejects the 5-D channel-shuffle reshape (Invalid SLayout)",
+}
+
+
+def _param(name, *marks):
+    if name in KNOWN:
+        marks += (pytest.mark.xfail(strict=True, reason=KNOWN[name]),)
+    return pytest.param(name, marks=marks)
+
+
+ALL = [_param(n) for n in FAST] + [_param(n, pytest.mark.slow) for n in SLOW]
 
 
 def _load(name: str) -> onnx.ModelProto:
