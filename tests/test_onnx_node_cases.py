@@ -1,0 +1,57 @@
+"""ONNX's own node test cases through edgec: the first case of every op type.
+
+Each case compiles with ``edgec.onnx_backend`` in a child process (a crash or hang fails that case
+only) and is compared with ONNX's reference outputs at rtol 1e-3 / atol 1e-4. Cases listed in
+``onnx_expected_failures.txt`` are strict xfails, so a case that starts passing is noticed. The
+full run over every case is ``python -m edgec.onnx_conformance``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from edgec.onnx_conformance import CaseRunner, first_case_per_op
+
+EXPECTED_FAILURES = os.path.join(os.path.dirname(__file__), "onnx_expected_failures.txt")
+
+
+def expected_failures() -> dict[str, str]:
+    """``{case name: reason}`` from the data file: one ``name  reason`` per line, ``#`` comments."""
+    known = {}
+    with open(EXPECTED_FAILURES, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                name, _, reason = line.partition(" ")
+                known[name] = reason.strip() or "known failure"
+    return known
+
+
+def _params():
+    known = expected_failures()
+    return [
+        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=known[name])) if name in known else name
+        for name in first_case_per_op()
+    ]
+
+
+@pytest.fixture(scope="module")
+def runner():
+    r = CaseRunner(timeout=120)
+    yield r
+    r.close()
+
+
+@pytest.mark.parametrize("case", _params())
+def test_node_case(runner, case):
+    result = runner.run(case, "edgec")
+    assert result.passed, result.reason
+
+
+def test_expected_failures_name_real_cases():
+    from edgec.onnx_conformance import node_cases
+
+    unknown = sorted(set(expected_failures()) - set(node_cases()))
+    assert not unknown, f"onnx_expected_failures.txt names cases ONNX does not have: {unknown}"
