@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
-from edgec.errors import CompileError, InputError, ModelError, UnsupportedOperatorError
+from edgec.errors import CompileError, EdgecError, InputError, ModelError, UnsupportedOperatorError
 from edgec.frontend import onnx_simplify
 from edgec.frontend.imported import ImportedModel
 from edgec.signature import TensorSpec
@@ -221,6 +221,8 @@ def convert(model: onnx.ModelProto, origin: str = "<model>"):
         with warnings.catch_warnings(), onnx_converters.installed():
             warnings.simplefilter("ignore")
             return onnx_converters.from_onnx(model)
+    except EdgecError:  # our converters' own one-line errors about the model
+        raise
     except Exception as err:  # TVM raises many exception types; the user gets one line
         raise CompileError(f"TVM's ONNX importer failed on {origin}: {_short(err)}") from err
 

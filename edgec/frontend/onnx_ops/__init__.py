@@ -9,3 +9,4 @@ from edgec.frontend.onnx_ops import rms_norm  # noqa: F401
 from edgec.frontend.onnx_ops import celu  # noqa: F401
 from edgec.frontend.onnx_ops import loss  # noqa: F401
 from edgec.frontend.onnx_ops import dropout  # noqa: F401
+from edgec.frontend.onnx_ops import int4  # noqa: F401

@@ -1,0 +1,127 @@
+"""int4 weight ops mapped onto the one int4 matmul operator (``edgec.passes.int4``).
+
+``com.microsoft::MatMulNBits`` (bits=4) converts directly. Blocked opset-21
+``DequantizeLinear`` on a constant INT4/UINT4 tensor becomes an ``int4_dequant`` call that
+materializes the weight only if nothing better happens; ``FuseInt4Dequant`` turns
+``matmul(x, int4_dequant(...))`` into the fused operator. Every other DequantizeLinear goes to
+TVM's own converter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from edgec.frontend.onnx_converters import _STOCK_MAP, OnnxOpConverter, register
+from edgec.passes.int4 import Int4Error, QuantizedWeight, check_weight, emit_int4_matmul
+from edgec.passes.int4.dequant import emit_dequant
+
+
+def _const(expr, what: str, where: str) -> np.ndarray:
+    if not isinstance(expr, tvm.ir.Constant):
+        raise Int4Error(f"{where}: {what} must be a constant initializer")
+    return expr.value.numpy()
+
+
+def _unpack_nibbles(packed: np.ndarray, count: int) -> np.ndarray:
+    """uint8 [..., B] -> [..., count] 4-bit values, low nibble first."""
+    packed = packed.astype(np.uint8)
+    both = np.stack([packed & 15, packed >> 4], axis=-1).reshape(*packed.shape[:-1], -1)
+    return both[..., :count]
+
+
+@register("MatMulNBits", "com.microsoft")
+class MatMulNBits(OnnxOpConverter):
+    @classmethod
+    def _impl_v1(cls, bb, inputs, attr, params):
+        where = f"MatMulNBits '{attr.get('tvm_custom', {}).get('name', '')}'"
+        bits, k, n, block = attr.get("bits", 4), attr["K"], attr["N"], attr["block_size"]
+        if bits != 4:
+            raise Int4Error(f"{where}: bits={bits} is not supported (only 4)")
+        if block < 16 or block & (block - 1):
+            raise Int4Error(f"{where}: block_size={block} must be a power of two >= 16")
+        if k % block:
+            raise Int4Error(f"{where}: K={k} is not divisible by block_size={block}")
+        blocks = k // block
+        b = _const(inputs[1], "B", where)
+        if b.size != n * blocks * block // 2:
+            raise Int4Error(f"{where}: B has shape {b.shape}, expected ({n}, {blocks}, {block // 2})")
+        q = _unpack_nibbles(b.reshape(n, blocks * block // 2), k)
+        scale = _const(inputs[2], "scales", where).astype(np.float32)
+        if scale.size != n * blocks:
+            raise Int4Error(f"{where}: scales has shape {scale.shape}, expected ({n}, {blocks})")
+        scale = scale.reshape(n, blocks)
+        zp = inputs[3] if len(inputs) > 3 else None
+        if zp is None:
+            zero = np.full((n, blocks), 8.0, np.float32)
+        else:
+            zp = _const(zp, "zero_points", where)
+            if zp.dtype == np.uint8:
+                per_row = (blocks + 1) // 2
+                if zp.size != n * per_row:
+                    raise Int4Error(f"{where}: zero_points has shape {zp.shape}, expected ({n}, {per_row})")
+                zero = _unpack_nibbles(zp.reshape(n, per_row), blocks).astype(np.float32)
+            else:
+                if zp.size != n * blocks:
+                    raise Int4Error(f"{where}: zero_points has shape {zp.shape}, expected ({n}, {blocks})")
+                zero = zp.reshape(n, blocks).astype(np.float32)
+        if len(inputs) > 4 and inputs[4] is not None:
+            raise Int4Error(f"{where}: g_idx (act-order) is not supported")
+        bias = _const(inputs[5], "bias", where) if len(inputs) > 5 and inputs[5] is not None else None
+        qw = QuantizedWeight(q, scale, zero, block)
+        check_weight(qw, where)
+        return emit_int4_matmul(bb, inputs[0], qw, bias, where=where)
+
+
+_INT4_DTYPES = ("int4", "uint4")
+
+
+@register("DequantizeLinear")
+class DequantizeLinear(OnnxOpConverter):
+    """Blocked int4 DequantizeLinear here; the rest to TVM's converter."""
+
+    @classmethod
+    def get_converter(cls, opset):
+        stock = _STOCK_MAP()["DequantizeLinear"].get_converter(opset)
+
+        def convert(bb, inputs, attr, params):
+            if attr.get("block_size", 0) and cls._is_int4(inputs[0]):
+                return cls._blocked(bb, inputs, attr)
+            return stock(bb, inputs, attr, params)
+
+        return convert
+
+    @staticmethod
+    def _is_int4(x) -> bool:
+        return isinstance(x, tvm.ir.Constant) and str(x.value.dtype) in _INT4_DTYPES + ("int8", "uint8")
+
+    @classmethod
+    def _blocked(cls, bb, inputs, attr):
+        where = f"DequantizeLinear '{attr.get('tvm_custom', {}).get('name', '')}'"
+        x = inputs[0].value.numpy()
+        block = attr["block_size"]
+        if x.ndim != 2:
+            raise Int4Error(f"{where}: blocked int4 weights must be 2-D, not shape {x.shape}")
+        axis = attr.get("axis", 1) % 2
+        scale = _const(inputs[1], "scale", where).astype(np.float32)
+        signed = str(x.dtype) in ("int4", "int8")
+        zp = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
+        zero = _const(zp, "zero_point", where).astype(np.float32) if zp is not None else np.zeros(scale.shape, np.float32)
+        # the operator's weight is [N, K] with groups along K = the blocked axis
+        q = x.astype(np.int32)
+        if axis == 0:
+            q, scale, zero = q.T, scale.T, zero.T
+        n, k = q.shape
+        if k % block:
+            raise Int4Error(f"{where}: K={k} is not divisible by block_size={block}")
+        if scale.shape != (n, k // block) or zero.shape != scale.shape:
+            raise Int4Error(f"{where}: scale shape {tuple(scale.shape)} does not match ({n}, {k // block}) for "
+                            f"weight {x.shape}, axis {axis}, block_size {block}")
+        if signed:  # store as unsigned nibbles: (q + 8) - (zero + 8)
+            q, zero = q + 8, zero + 8
+        qw = QuantizedWeight(np.ascontiguousarray(q).astype(np.uint8), np.ascontiguousarray(scale),
+                             np.ascontiguousarray(zero), block)
+        check_weight(qw, where)
+        out_dtype = str(inputs[1].value.dtype)
+        return emit_dequant(bb, qw, transpose=(axis == 0), dtype=out_dtype)
