@@ -125,6 +125,7 @@ def compile(ctx, model, target, out, inputs, quantize, calibration, layout, tuni
     art.save(out)
     data = {"artifact": out, "sha256": art.sha256(), "preset": art.preset, "target": art.target,
             "inputs": art.manifest["inputs"], "outputs": art.manifest["outputs"],
+            "layout_transforms": art.report.layout_transforms,
             "report": art.report.to_json(), "verification": verification.to_json() if verification else None}
     text = f"wrote {out} ({art.preset}, {sum(len(b) for b in art.files.values()) / 1e6:.1f} MB)"
     if verification:
@@ -233,9 +234,16 @@ def inspect(artifact, as_json):
         f"inputs     {sig(m['inputs'])}",
         f"outputs    {sig(m['outputs'])}",
         f"weights    {len(m.get('weights', []))} tensors",
+        f"layout     {m['options'].get('layout')}, {_layout_counts(m.get('layout_transforms'))}",
         "files      " + ", ".join(f"{n} ({f['size']} B)" for n, f in m["files"].items()),
     ])
     _emit(m, as_json, text)
+
+
+def _layout_counts(counts: dict | None) -> str:
+    if not counts:
+        return "transforms not recorded"
+    return f"standalone layout transforms {counts['after']} (with --layout none: {counts['before']})"
 
 
 @cli.command()

@@ -43,9 +43,12 @@ class CompileOptions:
 class CompileReport:
     phases: list[tuple[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # standalone layout-changing kernel launches: {"before": with --layout none, "after": as built}
+    layout_transforms: dict | None = None
 
     def to_json(self) -> dict:
-        return {"phases": [{"name": n, "seconds": round(s, 3)} for n, s in self.phases], "notes": self.notes}
+        return {"phases": [{"name": n, "seconds": round(s, 3)} for n, s in self.phases], "notes": self.notes,
+                "layout_transforms": self.layout_transforms}
 
 
 class _Phases:
@@ -80,10 +83,8 @@ def lower_model(source, preset, inputs, options, phases, constants=None):
     Returns the imported model and the module whose PrimFuncs are ready to be scheduled.
     """
     import tvm
-    from tvm import relax
 
     from edgec.frontend import import_model
-    from edgec.passes import PlanLayout
 
     tvm_target = tvm.target.Target(preset.target)
 
@@ -91,6 +92,15 @@ def lower_model(source, preset, inputs, options, phases, constants=None):
     #    (recurrences) read the target from the context.
     with tvm_target:
         imported = phases.run("import", import_model, source, inputs, constants)
+    return imported, lower_imported(imported.mod, tvm_target, options.layout, phases)
+
+
+def lower_imported(mod, tvm_target, layout: str, phases):
+    """Steps 2–3 on an imported module: graph passes (layout planning when ``layout`` is auto), lowering."""
+    import tvm
+    from tvm import relax
+
+    from edgec.passes import PlanLayout
 
     # 2. Graph passes: TVM's inference simplifications, then ours.
     graph_passes = [
@@ -98,9 +108,9 @@ def lower_model(source, preset, inputs, options, phases, constants=None):
         relax.transform.CanonicalizeBindings(),
         relax.transform.FoldConstant(),
     ]
-    if options.layout == "auto":
+    if layout == "auto":
         graph_passes.append(PlanLayout(tvm_target))
-    mod = phases.run("graph passes", tvm.transform.Sequential(graph_passes), imported.mod)
+    mod = phases.run("graph passes", tvm.transform.Sequential(graph_passes), mod)
 
     # 3. Lower to TIR and fuse.
     lowering = [
@@ -113,8 +123,7 @@ def lower_model(source, preset, inputs, options, phases, constants=None):
         relax.transform.FuseTIR(),
     ]
     with tvm_target:
-        mod = phases.run("lower", tvm.transform.Sequential(lowering), mod)
-    return imported, mod
+        return phases.run("lower", tvm.transform.Sequential(lowering), mod)
 
 
 def compile_model(
@@ -146,6 +155,8 @@ def compile_model(
 
     # 1–3. Import, graph passes, lowering.
     imported, mod = lower_model(source, preset, inputs, options, phases, constants)
+    report.layout_transforms = phases.run("count layout transforms", _count_layout_transforms,
+                                          imported.mod, mod, tvm_target, options.layout)
 
     # 4. Schedules: tuned records where a database has them, default rules for the rest
     #    (GPU kernels must all be scheduled).
@@ -179,6 +190,7 @@ def compile_model(
         "device": "cuda" if preset.device_kind == "cuda" else "cpu",
         "model": {"sha256": imported.model_sha256, "format": imported.source_format},
         "options": options.to_json(),
+        "layout_transforms": report.layout_transforms,
         "bound_constants": sorted(constants or {}),
         "tuning_db": scheduled.database_sha256,
         "inputs": [s.to_json() for s in imported.inputs],
@@ -190,6 +202,17 @@ def compile_model(
     files = {LIBRARY: library, WEIGHTS: bytes(weights_blob)}
     files.update(phases.run("bundle device runtime", extra_files, preset, options, manifest))
     return Artifact(manifest, files), report
+
+
+def _count_layout_transforms(imported_mod, lowered, tvm_target, layout: str) -> dict:
+    """Standalone layout kernels as built, and without the planner (a second lowering, no build)."""
+    from edgec.passes.layout_count import count_layout_transforms
+
+    after = count_layout_transforms(lowered)
+    if layout == "none":
+        return {"before": after, "after": after}
+    unplanned = lower_imported(imported_mod, tvm_target, "none", _Phases(CompileReport(), None))
+    return {"before": count_layout_transforms(unplanned), "after": after}
 
 
 def _databases(options: CompileOptions, preset) -> list[str]:

@@ -1,0 +1,97 @@
+"""Count the standalone layout-changing kernels a lowered module launches.
+
+A kernel counts when all it does is move one tensor's elements to new positions: it reads one
+buffer, writes one buffer of the same size, and every store is a load of the input at other
+indices (a transpose, a layout_transform, a reshape that was not turned into a view). A fused
+kernel that also computes (a conv that reads its input through a transpose) does not count.
+
+The count is taken after ``RewriteDataflowReshape``, as in the build: reshapes that only
+reinterpret the buffer become views there and launch nothing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tvm
+import tvm.sym
+from tvm import relax, s_tir, tirx
+from tvm.ir.expr import TensorLoad  # what tirx.BufferLoad builds in TVM 0.27
+
+
+def count_layout_transforms(mod: tvm.IRModule) -> int:
+    """Launches of standalone layout-changing kernels from the module's Relax functions."""
+    mod = relax.transform.RewriteDataflowReshape()(mod)
+    mod = relax.transform.DeadCodeElimination()(mod)
+    movers = {gv.name_hint for gv, f in mod.functions.items()
+              if isinstance(f, tirx.PrimFunc) and is_layout_kernel(f)}
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    count = 0
+
+    def visit(expr):
+        nonlocal count
+        if isinstance(expr, relax.Call) and expr.op == call_tir and expr.args[0].name_hint in movers:
+            count += 1
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return count
+
+
+def is_layout_kernel(func: tirx.PrimFunc) -> bool:
+    """True when ``func`` only permutes one input's elements into one output of the same size."""
+    stores: list[tirx.BufferStore] = []
+    for node in _walk(func.body):
+        if isinstance(node, s_tir.SBlock) and node.init is not None:
+            return False  # a reduction computes
+        if isinstance(node, tirx.BufferStore):
+            stores.append(node)
+    if not stores or any(not isinstance(s.value, TensorLoad) for s in stores):
+        return False
+    written = {s.buffer for s in stores}
+    read = {s.value.source for s in stores}
+    inputs, outputs = read - written, written - read  # the rest are fused intermediates
+    if len(inputs) != 1 or len(outputs) != 1:
+        return False
+    (src,), (dst,) = inputs, outputs
+    if _size(src) is None or _size(src) != _size(dst):
+        return False
+    if len(stores) > 1:
+        # a chain of moves (transpose∘transpose): what the build's inlining leaves is one move
+        return _composed_moves(func)
+    return not _same_indices(stores[0].indices, stores[0].value.indices)
+
+
+def _composed_moves(func: tirx.PrimFunc) -> bool:
+    sch = s_tir.Schedule(func)
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    for block in blocks[:-1]:
+        try:
+            sch.compute_inline(block)
+        except Exception:  # not inlinable: the chain really runs as several moves
+            return True
+    (store,) = [n for n in _walk(sch.mod["main"].body) if isinstance(n, tirx.BufferStore)]
+    analyzer = tvm.sym.Analyzer()
+    return not all(analyzer.can_prove_equal(a, b) for a, b in zip(store.indices, store.value.indices)) \
+        or len(store.indices) != len(store.value.indices)
+
+
+def _walk(stmt):
+    """Every statement under ``stmt``; TVM exposes no TIR visitor to Python."""
+    yield stmt
+    for attr in ("body", "block", "then_case", "else_case", "init"):
+        child = getattr(stmt, attr, None)
+        if isinstance(child, tirx.Stmt):
+            yield from _walk(child)
+    for child in getattr(stmt, "seq", None) or ():
+        yield from _walk(child)
+
+
+def _size(buf) -> int | None:
+    dims = [int(d) if isinstance(d, tirx.IntImm) else None for d in buf.shape]
+    return None if None in dims else math.prod(dims)
+
+
+def _same_indices(a, b) -> bool:
+    return len(a) == len(b) and all(x.same_as(y) for x, y in zip(a, b))
