@@ -101,12 +101,14 @@ def lower_imported(mod, tvm_target, layout: str, phases):
     from tvm import relax
 
     from edgec.passes import PlanLayout
+    from edgec.passes.int4.fuse import FuseInt4Dequant
 
     # 2. Graph passes: TVM's inference simplifications, then ours.
     graph_passes = [
         relax.transform.DecomposeOpsForInference(),
         relax.transform.CanonicalizeBindings(),
         relax.transform.FoldConstant(),
+        FuseInt4Dequant(tvm_target),
     ]
     if layout == "auto":
         graph_passes.append(PlanLayout(tvm_target))

@@ -204,6 +204,9 @@ def import_onnx(
         data = model.SerializeToString()
     pin_inputs(model, inputs or {})
     model = onnx_simplify.simplify(model)
+    from edgec.frontend.onnx_ops.int4 import widen_int4_initializers
+
+    model = widen_int4_initializers(model)
     bad = unsupported_operators(model)
     if bad:
         raise UnsupportedOperatorError(bad)

@@ -27,12 +27,12 @@ def _dequant_kernel(n: int, k: int, group: int, transpose: bool, dtype: str):
         for i, j in T.grid(n, k):
             with T.sblock("dequant"):
                 vi, vj = T.axis.remap("SS", [i, j])
-                v = T.Cast(dtype, (T.Cast("float32", (w[vi, vj // 2] >> T.Cast("uint8", vj % 2 * 4)) & T.uint8(15))
-                                   - z[vi, vj // group]) * s[vi, vj // group])
                 if transpose:
-                    out[vj, vi] = v
+                    out[vj, vi] = T.Cast(dtype, (T.Cast("float32", (w[vi, vj // 2] >> T.Cast("uint8", vj % 2 * 4))
+                                                        & T.uint8(15)) - z[vi, vj // group]) * s[vi, vj // group])
                 else:
-                    out[vi, vj] = v
+                    out[vi, vj] = T.Cast(dtype, (T.Cast("float32", (w[vi, vj // 2] >> T.Cast("uint8", vj % 2 * 4))
+                                                        & T.uint8(15)) - z[vi, vj // group]) * s[vi, vj // group])
 
     return int4_dequant.with_attr(GROUP_ATTR, group).with_attr(TRANSPOSE_ATTR, int(transpose))
 

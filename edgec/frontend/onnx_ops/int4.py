@@ -77,6 +77,28 @@ class MatMulNBits(OnnxOpConverter):
 _INT4_DTYPES = ("int4", "uint4")
 
 
+def widen_int4_initializers(model):
+    """INT4/UINT4 initializers as INT8/UINT8 with the same values: TVM cannot load 4-bit
+    tensors, and values within the 4-bit range keep the blocked converter's int4 path exact."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    wide = {TensorProto.INT4: np.int8, TensorProto.UINT4: np.uint8}
+    inits = model.graph.initializer
+    if not any(t.data_type in wide for t in inits):
+        return model
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    for i, t in enumerate(model.graph.initializer):
+        if t.data_type in wide:
+            arr = numpy_helper.to_array(t).astype(wide[t.data_type])
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(arr, t.name))
+    # value_info may still declare the 4-bit type; it is re-derived on import
+    for vi in list(model.graph.value_info):
+        if vi.type.tensor_type.elem_type in wide:
+            model.graph.value_info.remove(vi)
+    return model
+
+
 @register("DequantizeLinear")
 class DequantizeLinear(OnnxOpConverter):
     """Blocked int4 DequantizeLinear here; the rest to TVM's converter."""
@@ -94,7 +116,11 @@ class DequantizeLinear(OnnxOpConverter):
 
     @staticmethod
     def _is_int4(x) -> bool:
-        return isinstance(x, tvm.ir.Constant) and str(x.value.dtype) in _INT4_DTYPES + ("int8", "uint8")
+        if not isinstance(x, tvm.ir.Constant) or str(x.value.dtype) not in ("int8", "uint8"):
+            return False
+        values = x.value.numpy()
+        lo, hi = (-8, 7) if values.dtype == np.int8 else (0, 15)
+        return bool(values.min() >= lo and values.max() <= hi)
 
     @classmethod
     def _blocked(cls, bb, inputs, attr):
@@ -105,7 +131,7 @@ class DequantizeLinear(OnnxOpConverter):
             raise Int4Error(f"{where}: blocked int4 weights must be 2-D, not shape {x.shape}")
         axis = attr.get("axis", 1) % 2
         scale = _const(inputs[1], "scale", where).astype(np.float32)
-        signed = str(x.dtype) in ("int4", "int8")
+        signed = x.dtype == np.int8
         zp = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
         zero = _const(zp, "zero_point", where).astype(np.float32) if zp is not None else np.zeros(scale.shape, np.float32)
         # the operator's weight is [N, K] with groups along K = the blocked axis
