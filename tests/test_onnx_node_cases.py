@@ -55,3 +55,23 @@ def test_expected_failures_name_real_cases():
 
     unknown = sorted(set(expected_failures()) - set(node_cases()))
     assert not unknown, f"onnx_expected_failures.txt names cases ONNX does not have: {unknown}"
+
+
+def test_onnx_backend_test_drives_edgec():
+    """ONNX's own ``BackendTest`` harness runs cases through ``edgec.onnx_backend``."""
+    import unittest
+
+    import onnx.backend.test
+
+    from edgec.onnx_backend import EdgecBackend
+
+    harness = onnx.backend.test.BackendTest(EdgecBackend, "edgec_backend_test")
+    # a plain op, one that binds a shape tensor (Reshape's shape), one of our converters
+    harness.include(r"^test_(relu|reshape_reordered_all_dims|layer_normalization_2d_axis0)_cpu$")
+    suite = unittest.TestSuite()
+    for case in harness.test_cases.values():
+        suite.addTests(unittest.defaultTestLoader.loadTestsFromTestCase(case))
+    with open(os.devnull, "w") as sink:
+        result = unittest.TextTestRunner(stream=sink).run(suite)
+    assert result.testsRun - len(result.skipped) == 3
+    assert result.wasSuccessful(), result.failures + result.errors
