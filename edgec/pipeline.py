@@ -101,6 +101,7 @@ def lower_imported(mod, tvm_target, layout: str, phases):
     from tvm import relax
 
     from edgec.passes import PlanLayout
+    from edgec.passes.layout_fold import FoldLayoutIntoConsumers
     from edgec.passes.int4.fuse import FuseInt4Dequant
 
     # 2. Graph passes: TVM's inference simplifications, then ours.
@@ -122,6 +123,7 @@ def lower_imported(mod, tvm_target, layout: str, phases):
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),
+        *([FoldLayoutIntoConsumers()] if layout == "auto" else []),
         relax.transform.FuseTIR(),
     ]
     with tvm_target:

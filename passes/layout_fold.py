@@ -1,0 +1,149 @@
+"""Fold layout movers into the kernels that consume them, between ``FuseOps`` and ``FuseTIR``.
+
+A fused group that only moves data (a transpose, reshape+transpose around attention heads, the
+NCHW→NHWC transpose at a CNN's input) and whose every consumer is a compute group (conv,
+matmul: a reduction) is merged into each consumer. ``FuseTIR`` then makes one kernel of each,
+and the default schedules inline the move into the consumer's loads (or its padding pass), so
+the transposed tensor is never written out. A mover with any other consumer stays.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax, s_tir
+from tvm.ir.expr import GenericConst  # relax.Constant in TVM 0.27
+
+from edgec.passes.layout_count import is_layout_kernel
+
+
+def _primitive(func) -> bool:
+    return isinstance(func, relax.Function) and func.attrs is not None and "Primitive" in func.attrs
+
+
+def _kernels(mod, func: relax.Function) -> list:
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    found = []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and expr.op == call_tir:
+            found.append(mod[expr.args[0]])
+
+    relax.analysis.post_order_visit(func, visit)
+    return found
+
+
+def _is_mover(mod, func) -> bool:
+    kernels = _kernels(mod, func)
+    return bool(kernels) and all(is_layout_kernel(k) for k in kernels)
+
+
+def _computes(mod, func) -> bool:
+    for k in _kernels(mod, func):
+        sch = s_tir.Schedule(k)
+        for block in sch.get_child_blocks(sch.get_sblock("root")):
+            if sch.get(block).init is not None:
+                return True
+    return False
+
+
+def _merge(producer: relax.Function, consumer: relax.Function, index: int) -> relax.Function:
+    """``consumer`` with its ``index``-th parameter computed by ``producer``'s body inline."""
+    fresh = [relax.Var(p.name, p.ty) for p in producer.params]
+    producer = producer.bind_params(dict(zip(producer.params, fresh)))
+    (prod_block,) = producer.body.blocks
+    consumer_body = consumer.bind_params({consumer.params[index]: producer.body.body})
+    (cons_block,) = consumer_body.body.blocks
+    block = relax.DataflowBlock(list(prod_block.bindings) + list(cons_block.bindings))
+    params = fresh + list(consumer_body.params)
+    return relax.Function(params, relax.SeqExpr([block], consumer_body.body.body), consumer.ret_ty,
+                          consumer.is_pure, consumer.attrs)
+
+
+@tvm.transform.module_pass(opt_level=0, name="FoldLayoutIntoConsumers")
+class FoldLayoutIntoConsumers:
+    """Merge mover groups into their compute consumers so no standalone move kernel remains."""
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        folder = _Folder(mod)
+        for gv, func in list(mod.functions.items()):
+            if isinstance(func, relax.Function) and not _primitive(func):
+                folder.builder_.update_func(gv, folder.fold(func))
+        return relax.transform.DeadCodeElimination()(folder.builder_.get())
+
+
+@relax.expr_functor.mutator
+class _Folder(relax.PyExprMutator):
+    def __init__(self, mod):
+        super().__init__(mod)
+        self.mod = mod
+        self.users: dict = {}
+        self.count = 0
+
+    def fold(self, func: relax.Function) -> relax.Function:
+        for block in func.body.blocks:
+            for b in block.bindings:
+                for arg in getattr(b.value, "args", []):
+                    if isinstance(arg, relax.Var):
+                        self.users.setdefault(arg, []).append(b.value)
+        return self.visit_expr(func)
+
+    def _group(self, expr):
+        if not (isinstance(expr, relax.Call) and isinstance(expr.op, relax.GlobalVar)):
+            return None
+        mod = self.mod if expr.op in self.mod.functions else self.builder_.get()  # or one we merged
+        return mod[expr.op] if _primitive(mod[expr.op]) else None
+
+    def visit_call_(self, call):
+        call = super().visit_call_(call)
+        while True:  # one mover per round: the merged call may take another
+            merged = self._merge_one(call)
+            if merged is None:
+                return call
+            call = merged
+
+    def _merge_one(self, call):
+        consumer = self._group(call) or self._wrap(call)
+        if consumer is None or not _computes(self.builder_.get(), consumer):
+            return None
+        args = _args(call)
+        for i, arg in enumerate(args):
+            producer_call = self.lookup_binding(arg) if isinstance(arg, relax.Var) else None
+            producer = self._group(producer_call) or self._wrap(producer_call)
+            if producer is None or not _is_mover(self.builder_.get(), producer):
+                continue
+            if not all(self._consumes(u) for u in self.users.get(arg, [])):
+                continue
+            name = f"fused_{self._name(producer_call).removeprefix('fused_')}_{self._name(call).removeprefix('fused_')}"
+            gv = self.builder_.add_func(_merge(producer, consumer, i), name)
+            self.count += 1
+            return relax.Call(gv, _args(producer_call) + [a for j, a in enumerate(args) if j != i])
+        return None
+
+    def _consumes(self, user) -> bool:
+        group = self._group(user) or self._wrap(user)
+        return group is not None and _computes(self.builder_.get(), group)
+
+    def _name(self, call) -> str:
+        return call.op.name_hint if isinstance(call.op, relax.GlobalVar) else call.args[0].name_hint
+
+    def _wrap(self, call):
+        """A lone ``call_tir`` as a one-kernel primitive function, so it can be merged into."""
+        if not (isinstance(call, relax.Call) and call.op == tvm.ir.Op.get("relax.call_tir")):
+            return None
+        tensors = list(call.args[1].fields)
+        if not all(isinstance(t, (relax.Var, GenericConst)) for t in tensors):
+            return None
+        params = [relax.Var(f"p{i}", t.ty) for i, t in enumerate(tensors)]
+        out = relax.DataflowVar("out", call.ty)
+        body = relax.Call(call.op, [call.args[0], relax.Tuple(params)] + list(call.args[2:]), call.attrs,
+                          call.ty_args)
+        block = relax.DataflowBlock([relax.VarBinding(out, body)])
+        return relax.Function(params, relax.SeqExpr([block], out), call.ty, True,
+                              tvm.ir.make_node("ir.DictAttrs", Primitive=True))
+
+
+def _args(call) -> list:
+    """The tensors a group call or a lone ``call_tir`` takes, in its primitive function's order."""
+    if call.op == tvm.ir.Op.get("relax.call_tir"):
+        return list(call.args[1].fields)
+    return list(call.args)
