@@ -6,8 +6,10 @@ feeds (``arange(n) / n``). Because constant weights make every logit equal, matc
 reference alone says little; each model is therefore also run with seeded random weights
 (the fills replaced by random initializers of the same shape) and compared with onnxruntime.
 
-Compile + run times measured on 2 shared cores (see the final report): squeezenet and
-shufflenet take under ~40 s and run by default; the rest are ``slow`` (``pytest -m slow``).
+Compile + run time per test, measured on 2 cores shared with other jobs: squeezenet 17-43 s,
+inception_v1 26-29 s, shufflenet ~35 s (fails in layout planning) run by default; bvlc_alexnet
+16-45 s, zfnet512 29-61 s, resnet50 12-59 s, vgg19 17-368 s (random weights: 140 M parameters),
+inception_v2 ~180 s and densenet121 ~310 s are ``slow`` (``pytest -m slow``).
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", 
 # ONNX's own tolerances for these models (onnx/backend/test/case/model/__init__.py), atol raised
 # to 1e-5 for float32 accumulation order.
 RTOL = {"densenet121": 2e-3}
-FAST = ["squeezenet", "shufflenet"]
-SLOW = ["bvlc_alexnet", "zfnet512", "inception_v1", "inception_v2", "resnet50", "densenet121", "vgg19"]
+FAST = ["squeezenet", "shufflenet", "inception_v1"]
+SLOW = ["bvlc_alexnet", "zfnet512", "inception_v2", "resnet50", "densenet121", "vgg19"]
 # Known failures, strict so that a fix is noticed.
 KNOWN = {
     "shufflenet": "layout=auto: TVM's ConvertLayout rejects the 5-D channel-shuffle reshape (Invalid SLayout)",
+    "resnet50": "layout=auto: TVM's ConvertLayout fails on the variadic Sum of the residual adds (Invalid SLayout)",
 }
 
 
