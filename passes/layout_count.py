@@ -42,7 +42,7 @@ def count_layout_transforms(mod: tvm.IRModule) -> int:
 def is_layout_kernel(func: tirx.PrimFunc) -> bool:
     """True when ``func`` only permutes one input's elements into one output of the same size."""
     stores: list[tirx.BufferStore] = []
-    for node in _walk(func.body):
+    for node in walk_stmts(func.body):
         if isinstance(node, s_tir.SBlock) and node.init is not None:
             return False  # a reduction computes
         if isinstance(node, tirx.BufferStore):
@@ -71,21 +71,21 @@ def _composed_moves(func: tirx.PrimFunc) -> bool:
             sch.compute_inline(block)
         except Exception:  # not inlinable: the chain really runs as several moves
             return True
-    (store,) = [n for n in _walk(sch.mod["main"].body) if isinstance(n, tirx.BufferStore)]
+    (store,) = [n for n in walk_stmts(sch.mod["main"].body) if isinstance(n, tirx.BufferStore)]
     analyzer = tvm.sym.Analyzer()
     return not all(analyzer.can_prove_equal(a, b) for a, b in zip(store.indices, store.value.indices)) \
         or len(store.indices) != len(store.value.indices)
 
 
-def _walk(stmt):
+def walk_stmts(stmt):
     """Every statement under ``stmt``; TVM exposes no TIR visitor to Python."""
     yield stmt
     for attr in ("body", "block", "then_case", "else_case", "init"):
         child = getattr(stmt, attr, None)
         if isinstance(child, tirx.Stmt):
-            yield from _walk(child)
+            yield from walk_stmts(child)
     for child in getattr(stmt, "seq", None) or ():
-        yield from _walk(child)
+        yield from walk_stmts(child)
 
 
 def _size(buf) -> int | None:

@@ -9,11 +9,14 @@ the transposed tensor is never written out. A mover with any other consumer stay
 
 from __future__ import annotations
 
+import math
+
 import tvm
-from tvm import relax, s_tir
+import tvm.sym
+from tvm import relax, s_tir, tirx
 from tvm.ir.expr import GenericConst  # relax.Constant in TVM 0.27
 
-from edgec.passes.layout_count import is_layout_kernel
+from edgec.passes.layout_count import walk_stmts, is_layout_kernel
 
 
 def _primitive(func) -> bool:
@@ -35,6 +38,65 @@ def _kernels(mod, func: relax.Function) -> list:
 def _is_mover(mod, func) -> bool:
     kernels = _kernels(mod, func)
     return bool(kernels) and all(is_layout_kernel(k) for k in kernels)
+
+
+def _inner_stride(mod, func) -> int | None:
+    """How far apart, in the mover's input, two neighbours along its output's last axis lie.
+
+    1 means the consumer's vectorized inner loop still reads contiguous memory after folding;
+    anything else turns its vector loads into gathers. None when it cannot be worked out.
+    """
+    kernels = _kernels(mod, func)
+    if len(kernels) != 1 and not _is_chain(func):
+        return None
+    points = None
+    for kernel in reversed(kernels):
+        store = _composed_store(kernel)
+        if store is None:
+            return None
+        if points is None:
+            last = len(store.indices) - 1
+            points = [[0] * len(store.indices), [0] * last + [1]]
+        points = [_load_index(store, p) for p in points]
+        if None in points:
+            return None
+        src_shape = [int(d) for d in store.value.source.shape]
+    flat = [sum(i * math.prod(src_shape[k + 1:]) for k, i in enumerate(p)) for p in points]
+    return flat[1] - flat[0]
+
+
+def _is_chain(func) -> bool:
+    (block,) = func.body.blocks
+    return all(len(b.value.args[1].fields) == 1 for b in block.bindings)
+
+
+def _composed_store(kernel):
+    sch = s_tir.Schedule(kernel)
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    try:
+        for block in blocks[:-1]:
+            sch.compute_inline(block)
+    except Exception:  # not one move
+        return None
+    stores = [n for n in walk_stmts(sch.mod["main"].body) if isinstance(n, tirx.BufferStore)]
+    return stores[0] if len(stores) == 1 else None
+
+
+def _load_index(store, point) -> list[int] | None:
+    analyzer = tvm.sym.Analyzer()
+    for var, value in zip(store.indices, point):
+        if not isinstance(var, tirx.Var):
+            return None
+        analyzer.bind(var, tvm.tirx.const(value, "int64"))
+    values = [analyzer.simplify(i) for i in store.value.indices]
+    return [int(v) for v in values] if all(isinstance(v, tirx.IntImm) for v in values) else None
+
+
+def _is_conv(func) -> bool:
+    """Convs absorb any move: their padding pass copies the input anyway, and reads it once."""
+    names = []
+    relax.analysis.post_order_visit(func, lambda e: names.append(e.name_hint) if isinstance(e, relax.GlobalVar) else None)
+    return any("conv" in n for n in names)
 
 
 def _computes(mod, func) -> bool:
@@ -113,6 +175,8 @@ class _Folder(relax.PyExprMutator):
                 continue
             if not all(self._consumes(u) for u in self.users.get(arg, [])):
                 continue
+            if not _is_conv(consumer) and _inner_stride(self.builder_.get(), producer) != 1:
+                continue  # a matmul would read it with a stride in its vectorized loop: keep the copy
             name = f"fused_{self._name(producer_call).removeprefix('fused_')}_{self._name(call).removeprefix('fused_')}"
             gv = self.builder_.add_func(_merge(producer, consumer, i), name)
             self.count += 1
