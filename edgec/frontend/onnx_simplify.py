@@ -107,6 +107,8 @@ def _try_fold(node, consts, graph_inputs, shapes, opset) -> list[np.ndarray] | N
         return None
     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
         return None
+    if node.op_type == "DequantizeLinear" and any(a.name == "block_size" and a.i for a in node.attribute):
+        return None  # a blocked (int4) weight stays quantized, for the fused int4 matmul
     if node.op_type == "Shape":
         shape = shapes.get(node.input[0])
         if shape is None:

@@ -5,8 +5,8 @@ a tile of ``rows`` rows of X per task so each weight byte is unpacked once for a
 marked ``tirx.is_scheduled`` so the default rules leave it alone. Within a group the kernel
 accumulates ``Σ x·q`` and ``Σ x`` and applies ``scale`` and ``min`` once per group: one fused
 multiply-add per weight, and the dequantized weight never exists, not even in a register.
-GPU: a dequant block feeding a reduction block, which DLight's GEMV/matmul rules schedule by
-inlining the dequant into the reduction (never materialized either).
+GPU: one reduction block that dequantizes its weight operand on the fly into an fp32 output,
+left to DLight's GEMV (M = 1) and matmul rules.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ def cpu_kernel(n: int, k: int, group: int, lanes: int, rows: int):
     k_groups = k // group
     half = group // 2
 
-    @T.prim_func(private=True)
+    # s_tir: a root block, like every other kernel, for passes that walk kernels' blocks
+    @T.prim_func(private=True, s_tir=True)
     def int4_matmul_cpu(
         x: T.handle,
         w: T.Buffer((n_blocks, k // 2, lanes), "uint8"),
@@ -30,80 +31,86 @@ def cpu_kernel(n: int, k: int, group: int, lanes: int, rows: int):
         bias: T.Buffer((n,), "float32"),
         y: T.handle,
     ):
-        T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+        # opaque: already scheduled, and FuseTIR cannot merge a kernel without blocks
+        T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True, "op_pattern": 8})
         m = T.int64()
         X = T.match_buffer(x, (m, k), "float32")
         Y = T.match_buffer(y, (m, n), "float32")
-        for task in T.parallel(T.int64(n_blocks) * T.ceildiv(m, T.int64(rows))):
-            nb = task % T.int64(n_blocks)
-            m0 = task // T.int64(n_blocks) * T.int64(rows)
-            acc = T.decl_buffer((rows, lanes), "float32", scope="local")
-            accq = T.decl_buffer((rows, lanes), "float32", scope="local")
-            xs = T.decl_buffer((rows,), "float32", scope="local")
-            for r in T.unroll(rows):
-                for j in T.vectorized(lanes):
-                    acc[r, j] = T.float32(0)
-            for g in range(k_groups):
+        with T.sblock("root"):
+            for task in T.parallel(T.int64(n_blocks) * T.ceildiv(m, T.int64(rows))):
+                nb = task % T.int64(n_blocks)
+                m0 = task // T.int64(n_blocks) * T.int64(rows)
+                acc = T.decl_buffer((rows, lanes), "float32", scope="local")
+                accq = T.decl_buffer((rows, lanes), "float32", scope="local")
+                xs = T.decl_buffer((rows,), "float32", scope="local")
                 for r in T.unroll(rows):
-                    xs[r] = T.float32(0)
                     for j in T.vectorized(lanes):
-                        accq[r, j] = T.float32(0)
-                for kk in range(half):
+                        acc[r, j] = T.float32(0)
+                for g in range(k_groups):
                     for r in T.unroll(rows):
-                        row = T.min(m0 + T.int64(r), m - T.int64(1))
-                        x0 = X[row, g * group + kk * 2]
-                        x1 = X[row, g * group + kk * 2 + 1]
-                        xs[r] = xs[r] + x0 + x1
+                        xs[r] = T.float32(0)
                         for j in T.vectorized(lanes):
-                            # no let-bound byte: the vectorizer keeps such a let scalar
-                            accq[r, j] = (accq[r, j] + x0 * T.Cast("float32", w[nb, g * half + kk, j] & T.uint8(15))
-                                          + x1 * T.Cast("float32", w[nb, g * half + kk, j] >> T.uint8(4)))
+                            accq[r, j] = T.float32(0)
+                    for kk in range(half):
+                        for r in T.unroll(rows):
+                            row = T.min(m0 + T.int64(r), m - T.int64(1))
+                            x0 = X[row, g * group + kk * 2]
+                            x1 = X[row, g * group + kk * 2 + 1]
+                            xs[r] = xs[r] + x0 + x1
+                            for j in T.vectorized(lanes):
+                                # no let-bound byte: the vectorizer keeps such a let scalar
+                                accq[r, j] = (accq[r, j] + x0 * T.Cast("float32", w[nb, g * half + kk, j] & T.uint8(15))
+                                              + x1 * T.Cast("float32", w[nb, g * half + kk, j] >> T.uint8(4)))
+                    for r in T.unroll(rows):
+                        for j in T.vectorized(lanes):
+                            acc[r, j] = (acc[r, j] + s[g, nb * T.int64(lanes) + T.int64(j)] * accq[r, j]
+                                         + mn[g, nb * T.int64(lanes) + T.int64(j)] * xs[r])
                 for r in T.unroll(rows):
-                    for j in T.vectorized(lanes):
-                        acc[r, j] = (acc[r, j] + s[g, nb * T.int64(lanes) + T.int64(j)] * accq[r, j]
-                                     + mn[g, nb * T.int64(lanes) + T.int64(j)] * xs[r])
-            for r in T.unroll(rows):
-                for j in range(lanes):
-                    if m0 + T.int64(r) < m and nb * T.int64(lanes) + T.int64(j) < T.int64(n):
-                        Y[m0 + T.int64(r), nb * T.int64(lanes) + T.int64(j)] = (
-                            acc[r, j] + bias[nb * T.int64(lanes) + T.int64(j)])
+                    for j in range(lanes):
+                        if m0 + T.int64(r) < m and nb * T.int64(lanes) + T.int64(j) < T.int64(n):
+                            Y[m0 + T.int64(r), nb * T.int64(lanes) + T.int64(j)] = (
+                                acc[r, j] + bias[nb * T.int64(lanes) + T.int64(j)])
 
     return int4_matmul_cpu
 
 
-def gpu_kernel(n: int, k: int, group: int, dtype: str):
-    """Dequant + reduction (fp32 accumulation) + cast/bias epilogue, for DLight to schedule."""
-    k_groups = k // group
+def gpu_kernel(n: int, k: int, group: int, dtype: str, m: int | None = None):
+    """One reduction block over the weight dequantized on the fly, accumulating into an fp32
+    output (the cast and bias follow as a separate kernel: DLight's GEMV rule fails on a
+    cast epilogue over a block-allocated accumulator)."""
+    # int64 throughout, as Relax's shapes: DLight's layout transforms reject mixed index types
+    n, k, k_groups, half = T.int64(n), T.int64(k), T.int64(k // group), T.int64(k // 2)
+    group = T.int64(group)
 
     @T.prim_func(private=True, s_tir=True)
     def int4_matmul_gpu(
         x: T.handle,
-        w: T.Buffer((n, k // 2), "uint8"),
+        w: T.Buffer((n, half), "uint8"),
         s: T.Buffer((n, k_groups), dtype),
         mn: T.Buffer((n, k_groups), dtype),
-        bias: T.Buffer((n,), dtype),
         y: T.handle,
     ):
-        T.func_attr({"tirx.noalias": True})
+        # opaque: FuseOps must not give it back the epilogue
+        T.func_attr({"tirx.noalias": True, "op_pattern": 8})
         m = T.int64()
         X = T.match_buffer(x, (m, k), dtype)
-        Y = T.match_buffer(y, (m, n), dtype)
-        wd = T.alloc_buffer((n, k), dtype)
-        acc = T.alloc_buffer((m, n), "float32")
-        for i, j in T.grid(n, k):
-            with T.sblock("dequant"):
-                vi, vj = T.axis.remap("SS", [i, j])
-                wd[vi, vj] = (T.Cast(dtype, (w[vi, vj // 2] >> T.Cast("uint8", vj % 2 * 4)) & T.uint8(15))
-                              * s[vi, vj // group] + mn[vi, vj // group])
+        Y = T.match_buffer(y, (m, n), "float32")
         for i, j, r in T.grid(m, n, k):
             with T.sblock("matmul"):
                 vi, vj, vr = T.axis.remap("SSR", [i, j, r])
                 with T.init():
-                    acc[vi, vj] = T.float32(0)
-                acc[vi, vj] = acc[vi, vj] + T.Cast("float32", X[vi, vr]) * T.Cast("float32", wd[vj, vr])
-        for i, j in T.grid(m, n):
-            with T.sblock("epilogue"):
-                vi, vj = T.axis.remap("SS", [i, j])
-                Y[vi, vj] = T.Cast(dtype, acc[vi, vj]) + bias[vj]
+                    Y[vi, vj] = T.float32(0)
+                Y[vi, vj] = Y[vi, vj] + T.Cast("float32", X[vi, vr]) * T.Cast("float32", (
+                    T.Cast(dtype, (w[vj, vr // T.int64(2)] >> T.Cast("uint8", vr % T.int64(2) * T.int64(4)))
+                           & T.uint8(15)) * s[vj, vr // group] + mn[vj, vr // group]))
 
-    return int4_matmul_gpu
+    if m is None:
+        return int4_matmul_gpu
+    # a static M lets DLight pick its GEMV rule for M = 1
+    from tvm import tirx
+
+    x_param, y_param = int4_matmul_gpu.params[0], int4_matmul_gpu.params[-1]
+    return int4_matmul_gpu.specialize({
+        x_param: tirx.decl_buffer((T.int64(m), k), dtype, "X"),
+        y_param: tirx.decl_buffer((T.int64(m), n), "float32", "Y"),
+    })

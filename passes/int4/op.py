@@ -62,7 +62,7 @@ def emit_int4_matmul(bb: relax.BlockBuilder, x: relax.Expr, qw: QuantizedWeight,
     bias = np.zeros(n, act) if bias is None else np.asarray(bias, act).reshape(n)
     if gpu:
         w, s, mn = pack_rows(qw, act)
-        func = kernels.gpu_kernel(n, k, qw.group, act)
+        func = kernels.gpu_kernel(n, k, qw.group, act, int(m) if isinstance(m, tvm.tirx.IntImm) else None)
         name = "int4_matmul_gpu"
     else:
         lanes = _cpu_lanes(target)
@@ -75,8 +75,13 @@ def emit_int4_matmul(bb: relax.BlockBuilder, x: relax.Expr, qw: QuantizedWeight,
     x2 = bb.normalize(relax.op.reshape(x, [m, k]))
     if dtype != act:
         x2 = bb.normalize(relax.op.astype(x2, act))
-    args = [x2] + [relax.const(a) for a in (w, s, mn, bias)]
-    y = bb.normalize(relax.call_tir(gv, args, relax.TensorType([m, n], act)))
+    if gpu:  # fp32 out of the kernel; the cast and bias are one small elementwise kernel
+        args = [x2] + [relax.const(a) for a in (w, s, mn)]
+        y = bb.normalize(relax.call_tir(gv, args, relax.TensorType([m, n], "float32")))
+        y = bb.normalize(relax.op.add(relax.op.astype(y, act), relax.const(bias)))
+    else:
+        args = [x2] + [relax.const(a) for a in (w, s, mn, bias)]
+        y = bb.normalize(relax.call_tir(gv, args, relax.TensorType([m, n], act)))
     if dtype != act:
         y = bb.normalize(relax.op.astype(y, dtype))
     return relax.op.reshape(y, lead + [n]) if len(lead) != 1 else y

@@ -1,0 +1,221 @@
+"""int4 weight matmul: the operator against numpy, imported int4 ONNX models against
+onnxruntime / ONNX's reference evaluator, --quantize int4 (RTN and AWQ), and bad input."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import tvm
+from onnx import TensorProto, helper, numpy_helper
+from tvm import relax
+
+import edgec
+from edgec.errors import EdgecError
+from edgec.passes.int4 import GROUP_SIZES, QuantizedWeight, emit_int4_matmul, quantize
+
+
+def _run_operator(x, qw, bias, target="llvm"):
+    bb = relax.BlockBuilder()
+    xv = relax.Var("x", relax.TensorType(list(x.shape), "float32"))
+    with bb.function("main", [xv]):
+        with bb.dataflow():
+            y = bb.emit_output(emit_int4_matmul(bb, xv, qw, bias, tvm.target.Target(target)))
+        bb.emit_func_output(y)
+    vm = relax.VirtualMachine(tvm.compile(bb.get(), target), tvm.cpu())
+    return vm["main"](tvm.runtime.tensor(x)).numpy()
+
+
+def _reference(x, q, scale, zero, group, bias):
+    """Dequantize-then-matmul, written independently of the packing code."""
+    w = (q.astype(np.float64) - np.repeat(zero, group, axis=1)) * np.repeat(scale, group, axis=1)
+    y = x.astype(np.float64) @ w.T
+    return y + bias if bias is not None else y
+
+
+@pytest.mark.parametrize("group", GROUP_SIZES)
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("m", [1, 5])
+def test_operator_matches_numpy(group, symmetric, m):
+    rng = np.random.default_rng(group + m)
+    n, k = 40, 256  # N not a multiple of the vector block: the tail is guarded
+    qw = quantize(rng.standard_normal((n, k)).astype("float32"), group, symmetric)
+    if symmetric:
+        assert np.all(qw.zero == 8)
+    bias = rng.standard_normal(n).astype("float32") if m == 5 else None
+    x = rng.standard_normal((1, m, k)).astype("float32")
+    got = _run_operator(x, qw, bias)
+    want = _reference(x, qw.q, qw.scale, qw.zero, group, bias)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_rtn_quantization_is_close_to_the_float_weight():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((64, 128)).astype("float32")
+    for sym in (True, False):
+        err = np.abs(quantize(w, 32, sym).dequantize() - w).max()
+        assert err < 0.2 * np.abs(w).max()
+
+
+def test_gpu_kernel_compiles_for_cuda():
+    """W4A16: the DLight-scheduled dequant-GEMV/GEMM builds for CUDA (no GPU needed)."""
+    from edgec.schedules.default import default_schedule_pass
+    from edgec.targets import resolve
+
+    target = tvm.target.Target(resolve("cuda", arch="sm_80").target)
+    rng = np.random.default_rng(0)
+    qw = quantize(rng.standard_normal((64, 128)).astype("float32"), 32, False)
+    for m in (1, 16):
+        bb = relax.BlockBuilder()
+        xv = relax.Var("x", relax.TensorType([m, 128], "float16"))
+        with bb.function("main", [xv]):
+            with bb.dataflow():
+                y = bb.emit_output(emit_int4_matmul(bb, xv, qw, None, target))
+            bb.emit_func_output(y)
+        mod = bb.get()
+        with target:
+            mod = default_schedule_pass(target)(mod)
+        kernel = next(f for gv, f in mod.functions_items() if gv.name_hint.startswith("int4_matmul_gpu"))
+        assert kernel.attrs["tirx.is_scheduled"]
+        tvm.compile(mod, target)
+
+
+def test_matmulnbits_model_compiles_for_cuda():
+    model = _ort_nbits(_matmul_model(256, 64, rows=1), 32, False)
+    art = edgec.compile(model, "cuda", arch="sm_80")
+    assert art.manifest["device"] == "cuda"
+
+
+# -- imported models --------------------------------------------------------------------------
+
+
+def _matmul_model(k, n, rows=3, seed=0):
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array(rng.standard_normal((k, n)).astype("float32"), "W")
+    b = numpy_helper.from_array(rng.standard_normal(n).astype("float32"), "B")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Add", ["h", "B"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, rows, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, rows, n])], [w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    return model
+
+
+def _ort_nbits(model, block, symmetric):
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    logging.getLogger("onnxruntime").setLevel(logging.WARNING)
+    quantizer = MatMulNBitsQuantizer(model, block_size=block, is_symmetric=symmetric)
+    quantizer.process()
+    out = quantizer.model.model
+    out.ir_version = 10
+    assert any(node.op_type == "MatMulNBits" for node in out.graph.node)
+    return out
+
+
+@pytest.mark.parametrize("block", GROUP_SIZES)
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_matmulnbits_from_onnxruntime_quantizer_matches_onnxruntime(block, symmetric):
+    model = _ort_nbits(_matmul_model(256, 48), block, symmetric)
+    x = np.random.default_rng(1).standard_normal((1, 3, 256)).astype("float32")
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    got = edgec.compile(model, "host").run({"x": x})["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-4)
+
+
+def _nbits_node_model(k=64, n=8, block=32, bits=4, scales_shape=None, **attrs):
+    blocks = k // block if k % block == 0 else -(-k // block)
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.integers(0, 255, (n, blocks, block * bits // 8)).astype(np.uint8), "Bq"),
+        numpy_helper.from_array(rng.random(scales_shape or (n * blocks,)).astype("float32"), "S"),
+    ]
+    node = helper.make_node("MatMulNBits", ["x", "Bq", "S"], ["y"], domain="com.microsoft",
+                            K=k, N=n, bits=bits, block_size=block, **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 10
+    return model
+
+
+def test_matmulnbits_without_zero_points_matches_onnxruntime():
+    model = _nbits_node_model(k=128, n=24, block=64)
+    x = np.random.default_rng(2).standard_normal((1, 128)).astype("float32")
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(edgec.compile(model, "host").run({"x": x})["y"], want, rtol=1e-4, atol=2e-4)
+
+
+def _blocked_dq_model(k, n, block, signed, with_zero, seed=0):
+    rng = np.random.default_rng(seed)
+    lo, hi = (-8, 7) if signed else (0, 15)
+    dtype = TensorProto.INT4 if signed else TensorProto.UINT4
+    inits = [helper.make_tensor("wq", dtype, [k, n], rng.integers(lo, hi + 1, (k, n)).flatten().tolist()),
+             numpy_helper.from_array((rng.random((k // block, n)) * 0.1 + 0.01).astype("float32"), "ws")]
+    if with_zero:
+        inits.append(helper.make_tensor("wz", dtype, [k // block, n],
+                                        rng.integers(lo, hi + 1, (k // block, n)).flatten().tolist()))
+    nodes = [helper.make_node("DequantizeLinear", [i.name for i in inits], ["w"], axis=0, block_size=block),
+             helper.make_node("MatMul", ["x", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, n])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    return model
+
+
+@pytest.mark.parametrize("block", GROUP_SIZES)
+@pytest.mark.parametrize("signed,with_zero", [(True, True), (False, True), (True, False), (False, False)])
+def test_blocked_dequantizelinear_matmul_matches_reference(block, signed, with_zero):
+    from onnx.reference import ReferenceEvaluator
+
+    model = _blocked_dq_model(256, 40, block, signed, with_zero)
+    x = np.random.default_rng(3).standard_normal((2, 256)).astype("float32")
+    want = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    # onnxruntime's optimizer rewrites DQ+MatMul into an approximate kernel: compare unoptimized
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    np.testing.assert_allclose(ort.InferenceSession(model.SerializeToString(), opts).run(None, {"x": x})[0],
+                               want, rtol=1e-4, atol=1e-4)
+    compiled = edgec.compile(model, "host")
+    np.testing.assert_allclose(compiled.run({"x": x})["y"], want, rtol=1e-4, atol=1e-4)
+
+
+def test_blocked_dequantizelinear_matmul_is_fused():
+    from edgec.frontend import import_model
+    from edgec.passes.int4.fuse import FuseInt4Dequant
+
+    mod = import_model(_blocked_dq_model(128, 16, 32, True, True), None).mod
+    fused = FuseInt4Dequant(tvm.target.Target("llvm"))(mod)
+    names = {gv.name_hint for gv in fused.get_global_vars()}
+    assert "int4_dequant" not in names and any(n.startswith("int4_gemm") for n in names)
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+
+def test_k_not_divisible_by_group_is_an_error():
+    with pytest.raises(EdgecError, match="not divisible"):
+        edgec.compile(_nbits_node_model(k=80, n=8, block=32), "host")
+    qw = QuantizedWeight(np.zeros((4, 48), np.uint8), np.ones((4, 1), np.float32), np.zeros((4, 1), np.float32), 32)
+    with pytest.raises(EdgecError, match="not divisible"):
+        _run_operator(np.zeros((1, 48), np.float32), qw, None)
+
+
+def test_unsupported_bits_is_an_error():
+    with pytest.raises(EdgecError, match="bits=8"):
+        edgec.compile(_nbits_node_model(k=64, n=8, block=32, bits=8), "host")
+
+
+def test_inconsistent_scales_is_an_error():
+    with pytest.raises(EdgecError, match="scales has shape"):
+        edgec.compile(_nbits_node_model(k=64, n=8, block=32, scales_shape=(8 * 3,)), "host")
+    model = _blocked_dq_model(128, 16, 32, True, False)
+    scale = next(t for t in model.graph.initializer if t.name == "ws")
+    scale.CopyFrom(numpy_helper.from_array(np.ones((2, 16), np.float32), "ws"))
+    with pytest.raises(EdgecError, match="scale shape"):
+        edgec.compile(model, "host")
