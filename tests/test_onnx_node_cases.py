@@ -75,3 +75,39 @@ def test_onnx_backend_test_drives_edgec():
         result = unittest.TextTestRunner(stream=sink).run(suite)
     assert result.testsRun - len(result.skipped) == 3
     assert result.wasSuccessful(), result.failures + result.errors
+
+
+def _reshape_model():
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "reshape",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4]),
+         helper.make_tensor_value_info("shape", TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 6])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    return model
+
+
+def test_compile_constants_bind_a_shape_input():
+    import numpy as np
+
+    import edgec
+
+    art = edgec.compile(_reshape_model(), "host", constants={"shape": np.array([4, 6])})
+    assert [s.name for s in art.inputs] == ["x"]
+    assert art.manifest["bound_constants"] == ["shape"]
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(art.run({"x": x})["y"], x.reshape(4, 6))
+
+
+def test_compile_constants_reject_unknown_inputs():
+    import numpy as np
+
+    import edgec
+    from edgec.errors import InputError
+
+    with pytest.raises(InputError, match="not inputs of the model"):
+        edgec.compile(_reshape_model(), "host", constants={"nope": np.array([4, 6])})
