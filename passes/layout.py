@@ -23,10 +23,13 @@ channel axis: long, contiguous in both the output and the HWIO weights, whatever
 
 from __future__ import annotations
 
+import logging
 import math
 
 import tvm
 from tvm import relax
+
+logger = logging.getLogger(__name__)
 
 # Preferred layouts per target family: {op: [data layout, kernel layout]}; an empty row keeps
 # the model's layouts. x86 stays NHWC rather than NCHWc: our default schedules vectorize the
@@ -177,8 +180,12 @@ class PlanLayout:
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         mod = simplify_permutes(mod)
         if self.preferred and self._pays(mod):
-            mod = relax.transform.ConvertLayout(self.preferred)(mod)
-            mod = relax.transform.FoldConstant()(mod)
+            try:
+                converted = relax.transform.ConvertLayout(self.preferred)(mod)
+            except tvm.error.TVMError as err:  # an op ConvertLayout cannot infer (5-D reshapes)
+                logger.info("layout planning keeps the model's layouts: %s", str(err).strip().splitlines()[-1])
+                return mod
+            mod = relax.transform.FoldConstant()(converted)
         return simplify_permutes(mod)
 
     def _pays(self, mod) -> bool:

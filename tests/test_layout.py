@@ -1,0 +1,161 @@
+"""Layout planning: numerics against onnxruntime with the planner on and off, and the reported
+counts of standalone layout transforms against an independent count read from the executable."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+import pytest
+import tvm
+from onnx import TensorProto, helper
+from tvm import relax
+
+import edgec
+from edgec.artifact import LIBRARY
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+import layout_models  # noqa: E402
+
+# kernels whose every fused part only moves data (names as FuseOps/FuseTIR write them)
+_MOVERS = {"transpose", "reshape", "layouttransform", "permutedims", "squeeze", "expanddims", "flatten"}
+
+
+def executable_layout_kernels(art) -> int:
+    """Calls, in the built VM executable, of kernels made only of layout movers, by kernel name."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.so")
+        with open(path, "wb") as f:
+            f.write(art.files[LIBRARY])
+        text = relax.VMExecutable(tvm.runtime.load_module(path)).as_text()
+    count = 0
+    for name in re.findall(r"^\s*call\s+(\S+)\s+in:", text, flags=re.M):
+        if name.startswith("vm."):
+            continue
+        name = name.replace("layout_transform", "layouttransform").replace("permute_dims", "permutedims")
+        name = name.replace("expand_dims", "expanddims")
+        parts = [re.sub(r"\d+$", "", p) for p in name.removeprefix("fused_").split("_")]
+        count += all(p in _MOVERS for p in parts)
+    return count
+
+
+def _ort(path_or_model, feeds):
+    import onnxruntime as ort
+
+    data = path_or_model if isinstance(path_or_model, str) else path_or_model.SerializeToString()
+    return ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+@pytest.fixture(scope="module")
+def example_paths(tmp_path_factory):
+    return layout_models.export_all(str(tmp_path_factory.mktemp("layout_models")))
+
+
+@pytest.mark.parametrize("name", layout_models.MODELS)
+def test_example_matches_onnxruntime_and_counts_hold(name, example_paths):
+    x = layout_models.example_input(name)
+    (want,) = _ort(example_paths[name], {"x": x})
+    counts = {}
+    for layout in ("none", "auto"):
+        art = edgec.compile(example_paths[name], layout=layout)
+        np.testing.assert_allclose(art.run({"x": x})["y"], want, rtol=1e-4, atol=1e-4)
+        reported = art.report.layout_transforms
+        assert art.manifest["layout_transforms"] == reported
+        assert reported["after"] == executable_layout_kernels(art), f"{name} {layout}: {reported}"
+        counts[layout] = reported
+    assert counts["auto"]["before"] == counts["none"]["after"]
+    assert counts["auto"]["after"] <= counts["auto"]["before"]
+
+
+def test_transformer_loses_most_head_transposes(example_paths):
+    counts = edgec.compile(example_paths["transformer"]).report.layout_transforms
+    assert counts["before"] >= 4 and counts["after"] <= counts["before"] // 2, counts
+
+
+def test_nhwc_input_transpose_disappears(example_paths):
+    counts = edgec.compile(example_paths["nhwc"]).report.layout_transforms
+    assert counts == {"before": 1, "after": 0}
+
+
+def _graph(nodes, shape=(1, 8, 6, 6), out_shape=None, inits=()):
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape or shape)],
+                          initializer=list(inits)),
+        opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    return model
+
+
+def _planned_ops(model) -> set[str]:
+    from edgec.frontend import import_model
+    from edgec.passes import PlanLayout
+
+    mod = import_model(model, None, None).mod
+    mod = PlanLayout(tvm.target.Target("llvm"))(mod)
+    ops = set()
+    relax.analysis.post_order_visit(
+        mod["main"], lambda e: ops.add(e.op.name) if isinstance(e, relax.Call) and isinstance(e.op, tvm.ir.Op) else None)
+    return ops
+
+
+def test_layout_agnostic_graph_gets_no_transforms():
+    scale = onnx.numpy_helper.from_array(np.full((1, 8, 1, 1), 0.5, np.float32), "s")
+    model = _graph([helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Mul", ["a", "s"], ["b"]),
+                    helper.make_node("Sigmoid", ["b"], ["c"]), helper.make_node("Add", ["c", "x"], ["y"])],
+                   inits=[scale])
+    ops = _planned_ops(model)
+    assert not ops & {"relax.permute_dims", "relax.layout_transform"}, ops
+    x = np.random.default_rng(0).standard_normal((1, 8, 6, 6)).astype("float32")
+    art = edgec.compile(model, layout="auto")
+    np.testing.assert_allclose(art.run({"x": x})["y"], _ort(model, {"x": x})[0], rtol=1e-5, atol=1e-6)
+    assert art.report.layout_transforms == {"before": 0, "after": 0}
+    assert executable_layout_kernels(art) == 0
+
+
+def test_cancelling_transpose_pair_disappears():
+    model = _graph([helper.make_node("Transpose", ["x"], ["a"], perm=[0, 2, 3, 1]),
+                    helper.make_node("Transpose", ["a"], ["b"], perm=[0, 3, 1, 2]),
+                    helper.make_node("Relu", ["b"], ["y"])])
+    assert "relax.permute_dims" not in _planned_ops(model)
+    x = np.random.default_rng(1).standard_normal((1, 8, 6, 6)).astype("float32")
+    art = edgec.compile(model, layout="auto")
+    np.testing.assert_allclose(art.run({"x": x})["y"], _ort(model, {"x": x})[0])
+    assert art.report.layout_transforms["after"] == 0 == executable_layout_kernels(art)
+
+
+def test_composing_transposes_leave_one_kernel():
+    model = _graph([helper.make_node("Transpose", ["x"], ["a"], perm=[0, 2, 3, 1]),
+                    helper.make_node("Transpose", ["a"], ["y"], perm=[0, 2, 1, 3])], out_shape=(1, 6, 6, 8))
+    ops = _planned_ops(model)
+    assert "relax.permute_dims" in ops
+    x = np.random.default_rng(2).standard_normal((1, 8, 6, 6)).astype("float32")
+    art = edgec.compile(model, layout="auto")
+    np.testing.assert_allclose(art.run({"x": x})["y"], _ort(model, {"x": x})[0])
+    assert art.report.layout_transforms["after"] == 1 == executable_layout_kernels(art)
+
+
+LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["squeezenet", "shufflenet", "inception_v1"])
+def test_light_models_no_more_transforms_with_planner(name):
+    model = onnx.load(os.path.join(LIGHT, f"light_{name}.onnx"))
+    model.ir_version = min(model.ir_version, 10)
+    inits = {i.name for i in model.graph.initializer}
+    feeds = {}
+    for value in model.graph.input:
+        if value.name not in inits:
+            shape = tuple(d.dim_value or 1 for d in value.type.tensor_type.shape.dim)
+            feeds[value.name] = np.random.default_rng(0).uniform(0, 1, shape).astype("float32")
+    outs = {layout: edgec.compile(model, layout=layout) for layout in ("none", "auto")}
+    got = {layout: list(a.run(feeds).values())[0] for layout, a in outs.items()}
+    np.testing.assert_allclose(got["auto"], got["none"], rtol=1e-4, atol=1e-5)
+    counts = outs["auto"].report.layout_transforms
+    assert counts["after"] <= counts["before"], counts
+    assert counts["after"] == executable_layout_kernels(outs["auto"])
