@@ -109,14 +109,12 @@ def compile(ctx, model, target, out, inputs, quantize, calibration, layout, tuni
 
     if calibration and not quantize:
         raise click.UsageError("--calibration applies with --quantize int4")
-    if quantize or calibration:
-        raise BadInputError("--quantize int4 is not available in this edgec build yet")
     names = [s.name for s in inputs]
     if len(set(names)) != len(names):
         raise click.BadParameter(f"an input is given twice in {names}", param_hint="--input")
     out = out or os.path.splitext(os.path.basename(model))[0] + ".edgec"
-    art = edgec.compile(model, target, {s.name: s for s in inputs}, quantize=quantize, layout=layout,
-                        tuning_db=tuning_db, arch=arch, ndk=ndk, runtime_dir=runtime_dir, dump_ir=dump_ir)
+    art = edgec.compile(model, target, {s.name: s for s in inputs}, quantize=quantize, calibration=calibration,
+                        layout=layout, tuning_db=tuning_db, arch=arch, ndk=ndk, runtime_dir=runtime_dir, dump_ir=dump_ir)
     verification = None
     if verify:
         from edgec.verify import verify_artifact

@@ -42,11 +42,13 @@ _NHWC = {
 PREFERRED_LAYOUTS: dict[str, dict[str, list[str]]] = {
     "x86": _NHWC,
     "arm_cpu": _NHWC,
-    "cuda": _NHWC,  # tensor cores take NHWC; DLight schedules NHWC convs as implicit GEMMs
+    # tensor cores want NHWC, but our DLight default schedules have no tensor-core conv path and
+    # no GPU measurement backs a change yet: CUDA keeps the model's layouts until one does
+    "cuda": {},
     "vulkan": {},  # our SPIR-V path schedules NCHW; nothing measured says otherwise yet
 }
 # fraction of a conv's bytes saved by running it in the preferred layout (0: no reason to move)
-GAIN = {"x86": 0.75, "arm_cpu": 0.75, "cuda": 0.25, "vulkan": 0.0}
+GAIN = {"x86": 0.75, "arm_cpu": 0.75, "cuda": 0.0, "vulkan": 0.0}
 
 COMPUTE, AGNOSTIC, MOVER, OTHER = "compute", "agnostic", "mover", "other"
 _AGNOSTIC_OPS = {
