@@ -36,6 +36,7 @@ def compile(  # noqa: A001 - mirrors the CLI command
     inputs=None,
     *,
     quantize: str | None = None,
+    calibration: str | None = None,
     layout: str = "auto",
     tuning_db: str | None = None,
     arch: str | None = None,
@@ -53,7 +54,7 @@ def compile(  # noqa: A001 - mirrors the CLI command
     """
     from edgec.pipeline import CompileOptions, compile_model
 
-    options = CompileOptions(layout=layout, quantize=quantize, tuning_db=tuning_db, ndk=ndk, arch=arch,
+    options = CompileOptions(layout=layout, quantize=quantize, calibration=calibration, tuning_db=tuning_db, ndk=ndk, arch=arch,
                              runtime_dir=runtime_dir)
     artifact, report = compile_model(
         model, target, input_specs(inputs), options, dump_ir=dump_ir, constants=constants

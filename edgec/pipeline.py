@@ -24,6 +24,7 @@ class CompileOptions:
 
     layout: str = "auto"
     quantize: str | None = None
+    calibration: str | None = None  # .npz of model inputs: AWQ instead of round-to-nearest
     tuning_db: str | None = None
     ndk: str | None = None
     arch: str | None = None
@@ -34,9 +35,12 @@ class CompileOptions:
             raise ValueError(f"layout must be 'auto' or 'none', not {self.layout!r}")
         if self.quantize not in (None, "int4"):
             raise ValueError(f"quantize must be 'int4' or unset, not {self.quantize!r}")
+        if self.calibration and self.quantize != "int4":
+            raise ValueError("calibration applies only with quantize='int4'")
 
     def to_json(self) -> dict:
-        return {"layout": self.layout, "quantize": self.quantize, "arch": self.arch}
+        return {"layout": self.layout, "quantize": self.quantize, "arch": self.arch,
+                "calibration": os.path.basename(self.calibration) if self.calibration else None}
 
 
 @dataclass
@@ -92,10 +96,15 @@ def lower_model(source, preset, inputs, options, phases, constants=None):
     #    (recurrences) read the target from the context.
     with tvm_target:
         imported = phases.run("import", import_model, source, inputs, constants)
-    return imported, lower_imported(imported.mod, tvm_target, options.layout, phases)
+    quantizer = None
+    if options.quantize == "int4":
+        from edgec.passes.int4.quantize import QuantizeInt4, load_calibration
+
+        quantizer = QuantizeInt4(tvm_target, calibration=load_calibration(options.calibration))
+    return imported, lower_imported(imported.mod, tvm_target, options.layout, phases, quantizer)
 
 
-def lower_imported(mod, tvm_target, layout: str, phases):
+def lower_imported(mod, tvm_target, layout: str, phases, quantizer=None):
     """Steps 2–3 on an imported module: graph passes (layout planning when ``layout`` is auto), lowering."""
     import tvm
     from tvm import relax
@@ -110,10 +119,13 @@ def lower_imported(mod, tvm_target, layout: str, phases):
         relax.transform.CanonicalizeBindings(),
         relax.transform.FoldConstant(),
         FuseInt4Dequant(tvm_target),
+        *([quantizer] if quantizer is not None else []),  # --quantize int4
     ]
     if layout == "auto":
         graph_passes.append(PlanLayout(tvm_target))
     mod = phases.run("graph passes", tvm.transform.Sequential(graph_passes), mod)
+    if quantizer is not None:
+        phases.report.notes.extend(quantizer.notes)
 
     # 3. Lower to TIR and fuse.
     lowering = [

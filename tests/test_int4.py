@@ -219,3 +219,95 @@ def test_inconsistent_scales_is_an_error():
     scale.CopyFrom(numpy_helper.from_array(np.ones((2, 16), np.float32), "ws"))
     with pytest.raises(EdgecError, match="scale shape"):
         edgec.compile(model, "host")
+
+
+# -- --quantize int4 ---------------------------------------------------------------------------
+
+
+class _OutlierMLP:
+    """A transformer-style block whose normalized input has a few very large channels (the
+    activation outliers AWQ protects), exported to ONNX."""
+
+    def __init__(self, tmp_path, hidden=256, ffn=512):
+        import torch
+
+        torch.manual_seed(0)
+
+        class Block(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.norm = torch.nn.LayerNorm(hidden)
+                self.up = torch.nn.Linear(hidden, ffn)
+                self.gate = torch.nn.Linear(hidden, ffn)
+                self.down = torch.nn.Linear(ffn, hidden)
+                with torch.no_grad():  # outlier channels, as in real LLM activations
+                    self.norm.weight[:4] = 25.0
+
+            def forward(self, x):
+                h = self.norm(x)
+                return self.down(torch.nn.functional.silu(self.gate(h)) * self.up(h))
+
+        self.module = Block().eval()
+        self.path = str(tmp_path / "outlier_mlp.onnx")
+        torch.onnx.export(self.module, torch.zeros(8, hidden), self.path, input_names=["x"], output_names=["y"],
+                          dynamo=False, opset_version=17)
+        model = onnx.load(self.path)
+        model.ir_version = 10
+        onnx.save(model, self.path)
+        rng = np.random.default_rng(0)
+        self.calibration = rng.standard_normal((4, 8, hidden)).astype("float32")
+        self.test_x = rng.standard_normal((8, hidden)).astype("float32")
+
+    def reference(self, x):
+        import torch
+
+        with torch.no_grad():
+            return self.module(torch.from_numpy(x)).numpy()
+
+
+def test_quantize_int4_rtn_runs_and_reports(tmp_path):
+    model = _OutlierMLP(tmp_path)
+    art = edgec.compile(model.path, "host", quantize="int4")
+    notes = " ".join(art.report.notes)
+    assert "weight bytes" in notes and "output error" in notes
+    kernels = [n for n in art.manifest["weights"] if n["dtype"] == "uint8"]
+    assert len(kernels) == 3  # the three linears' packed weights
+    ref = model.reference(model.test_x)
+    err = np.linalg.norm(art.run({"x": model.test_x})["y"] - ref) / np.linalg.norm(ref)
+    assert err < 0.2
+
+
+def test_awq_beats_round_to_nearest(tmp_path):
+    model = _OutlierMLP(tmp_path)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=model.calibration)
+    ref = model.reference(model.test_x)
+    rtn = edgec.compile(model.path, "host", quantize="int4").run({"x": model.test_x})["y"]
+    awq = edgec.compile(model.path, "host", quantize="int4", calibration=str(calib)).run({"x": model.test_x})["y"]
+    err_rtn = np.linalg.norm(rtn - ref) / np.linalg.norm(ref)
+    err_awq = np.linalg.norm(awq - ref) / np.linalg.norm(ref)
+    assert err_awq < 0.8 * err_rtn, (err_awq, err_rtn)
+
+
+def test_cli_quantize_int4_json_report(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from edgec.cli import cli
+
+    model = _OutlierMLP(tmp_path)
+    out = tmp_path / "q.edgec"
+    result = CliRunner().invoke(cli, ["compile", model.path, "--quantize", "int4", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    text = json.dumps(report)
+    assert "weight bytes" in text and "output error" in text
+
+
+def test_calibration_with_wrong_inputs_is_an_error(tmp_path):
+    model = _OutlierMLP(tmp_path)
+    calib = tmp_path / "bad.npz"
+    np.savez(calib, not_x=model.calibration)
+    with pytest.raises(EdgecError, match="lacks inputs"):
+        edgec.compile(model.path, "host", quantize="int4", calibration=str(calib))
