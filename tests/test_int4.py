@@ -60,6 +60,23 @@ def test_rtn_quantization_is_close_to_the_float_weight():
         assert err < 0.2 * np.abs(w).max()
 
 
+def test_cpu_kernel_compiles_for_arm_neon():
+    target = tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]})
+    qw = quantize(np.random.default_rng(0).standard_normal((40, 128)).astype("float32"), 64, True)
+    for m in (1, 3):
+        bb = relax.BlockBuilder()
+        xv = relax.Var("x", relax.TensorType([m, 128], "float32"))
+        with bb.function("main", [xv]):
+            with bb.dataflow():
+                y = bb.emit_output(emit_int4_matmul(bb, xv, qw, None, target))
+            bb.emit_func_output(y)
+        mod = bb.get()
+        tvm.compile(mod, target)
+        kernel = next(f for gv, f in mod.functions_items() if gv.name_hint.startswith("int4_"))
+        asm = tvm.compile(tvm.IRModule({"k": kernel.with_attr("global_symbol", "k")}), target).mod.inspect_source("asm")
+        assert "fmla" in asm and "v0.4s" in asm.replace("v1.4s", "v0.4s")  # NEON vector FMAs
+
+
 def test_gpu_kernel_compiles_for_cuda():
     """W4A16: the DLight-scheduled dequant-GEMV/GEMM builds for CUDA (no GPU needed)."""
     from edgec.schedules.default import default_schedule_pass
