@@ -4,15 +4,16 @@
    depends on its input layout; layout-agnostic ops (elementwise, reductions with an axis,
    resize) that follow their producer's layout for free; layout movers (permute_dims, reshape).
 2. **Cost the edges**: converting a region to the target family's preferred layout costs the
-   bytes of the transforms at its boundary (graph inputs and outputs that are not already in
-   that layout); it gains, per conv, a fraction of the bytes the conv reads and writes
-   (``GAIN``, measured with our CPU schedules: NHWC conv runs ~4x faster than NCHW).
+   bytes of the transforms at its boundary (graph inputs and outputs, and tensors read by ops
+   that need the model's layout); it gains, per conv, a fraction (``GAIN``) of the conv's
+   multiply-adds: with our CPU schedules NHWC convs run ~4x faster than NCHW, and a copy costs
+   about one MAC per byte, so both sides are in the same unit.
 3. **Solve for the whole graph**: regions are the connected components of convs joined through
    layout-agnostic ops (union-find); a region is converted when its gain exceeds its cost.
    TVM's ``ConvertLayout`` applies the decision (it takes one layout per op kind, so when
    regions disagree the sum decides for all of them), and ``FoldConstant`` transforms the
    constant weights at compile time.
-4. **Cancel and simplify movers** (``SimplifyPermutes``): permute_dims∘permute_dims composes into
+4. **Cancel and simplify movers** (``simplify_permutes``): permute_dims∘permute_dims composes into
    one, an identity disappears, and a permutation that only moves unit axes becomes a reshape
    (a view, no kernel). What remains is folded into the consuming kernels after fusion by
    :mod:`edgec.passes.layout_fold`.
@@ -101,10 +102,11 @@ def plan_regions(func: relax.Function, family: str) -> list[dict]:
         root = find(conv.var)
         region = regions.setdefault(root, {"convs": 0, "gain": 0.0, "cost": 0.0})
         region["convs"] += 1
-        region["gain"] += GAIN.get(family, 0.0) * (_bytes(conv.value.args[0]) + _bytes(conv.var))
-    for params_var in func.params:  # inputs enter in the model's layout
-        if find(params_var) in regions:
-            regions[find(params_var)]["cost"] += 2 * _bytes(params_var)
+        region["gain"] += GAIN.get(family, 0.0) * _macs(conv)
+    outputs = [func.body.body] if isinstance(func.body.body, relax.Var) else []
+    for edge in list(func.params) + outputs:  # inputs enter, outputs leave, in the model's layout
+        if find(edge) in regions and _rank(edge) == 4:
+            regions[find(edge)]["cost"] += 2 * _bytes(edge)
     for tensor, _ in boundary:
         if find(tensor) in regions and _rank(tensor) == 4:
             regions[find(tensor)]["cost"] += 2 * _bytes(tensor)
@@ -120,6 +122,16 @@ def _bytes(expr) -> float:
     return float(math.prod(dims)) * tvm.DataType(ty.dtype).bits / 8
 
 
+def _macs(conv) -> float:
+    """Multiply-adds of a conv: what its layout speeds up (a copy costs about a MAC per byte on
+    the CPUs we measured, so gains and costs are compared in the same unit)."""
+    weight = conv.value.args[1]
+    if not hasattr(getattr(weight.ty, "shape", None), "values"):
+        return 0.0
+    per_output = math.prod(int(d) if isinstance(d, tvm.tirx.IntImm) else 1 for d in weight.ty.shape.values[1:])
+    return _bytes(conv.var) / 4 * per_output
+
+
 def _rank(expr) -> int:
     return getattr(expr.ty, "ndim", -1)
 
@@ -132,9 +144,12 @@ class _Permutes(relax.PyExprMutator):
         super().__init__(mod)
         self.permute = tvm.ir.Op.get("relax.permute_dims")
         self.reshape = tvm.ir.Op.get("relax.reshape")
+        self.sum, self.stack = tvm.ir.Op.get("relax.sum"), tvm.ir.Op.get("relax.stack")
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
+        if call.op == self.sum:
+            return self._sum_of_stack(call)
         if call.op == self.reshape:  # reshape∘reshape: one view
             inner = self.lookup_binding(call.args[0]) if isinstance(call.args[0], relax.Var) else None
             if isinstance(inner, relax.Call) and inner.op == self.reshape:
@@ -156,6 +171,21 @@ class _Permutes(relax.PyExprMutator):
             if moved == sorted(moved):  # only size-1 axes change place: same bytes, same order
                 return relax.op.reshape(src, [dims[a] for a in axes])
         return relax.op.permute_dims(src, axes)
+
+
+    def _sum_of_stack(self, call):
+        """sum(stack(a, b, ...), axis=0) (ONNX's variadic Sum) → a + b + ...: no 5-D tensor in the
+        way of layout conversion, and elementwise adds that follow any layout."""
+        inner = self.lookup_binding(call.args[0]) if isinstance(call.args[0], relax.Var) else None
+        axis = call.attrs.axis
+        if not (isinstance(inner, relax.Call) and inner.op == self.stack and int(inner.attrs.axis) == 0
+                and axis is not None and [int(a) for a in axis] == [0] and not call.attrs.keepdims
+                and isinstance(inner.args[0], relax.Tuple)):
+            return call
+        total, *rest = inner.args[0].fields
+        for term in rest[:-1]:
+            total = self.builder_.emit(relax.op.add(total, term))
+        return relax.op.add(total, rest[-1]) if rest else total
 
 
 def _axes(call) -> list[int]:

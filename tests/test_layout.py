@@ -91,6 +91,13 @@ def _graph(nodes, shape=(1, 8, 6, 6), out_shape=None, inits=()):
     return model
 
 
+def _planned(model) -> tvm.IRModule:
+    from edgec.frontend import import_model
+    from edgec.passes import PlanLayout
+
+    return PlanLayout(tvm.target.Target("llvm"))(import_model(model, None, None).mod)
+
+
 def _planned_ops(model) -> set[str]:
     from edgec.frontend import import_model
     from edgec.passes import PlanLayout
@@ -137,6 +144,21 @@ def test_composing_transposes_leave_one_kernel():
     art = edgec.compile(model, layout="auto")
     np.testing.assert_allclose(art.run({"x": x})["y"], _ort(model, {"x": x})[0])
     assert art.report.layout_transforms["after"] == 1 == executable_layout_kernels(art)
+
+
+def test_variadic_sum_becomes_adds_and_the_conv_is_converted():
+    w = onnx.numpy_helper.from_array(np.random.default_rng(3).standard_normal((8, 8, 3, 3)).astype("float32"), "w")
+    model = _graph([helper.make_node("Conv", ["x", "w"], ["a"], pads=[1, 1, 1, 1]),
+                    helper.make_node("Relu", ["a"], ["b"]), helper.make_node("Sigmoid", ["a"], ["c"]),
+                    helper.make_node("Sum", ["a", "b", "c"], ["y"])], inits=[w])
+    ops = _planned_ops(model)
+    assert "relax.stack" not in ops and "relax.nn.conv2d" in ops
+    assert 'data_layout="NHWC"' in _planned(model)["main"].script()  # 72 MACs per output: worth it
+    x = np.random.default_rng(4).standard_normal((1, 8, 6, 6)).astype("float32")
+    art = edgec.compile(model, layout="auto")
+    np.testing.assert_allclose(art.run({"x": x})["y"], _ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+    counts = art.report.layout_transforms
+    assert counts["after"] <= counts["before"] and counts["after"] == executable_layout_kernels(art)
 
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
