@@ -108,11 +108,34 @@ class DequantizeLinear(OnnxOpConverter):
         stock = _STOCK_MAP()["DequantizeLinear"].get_converter(opset)
 
         def convert(bb, inputs, attr, params):
-            if attr.get("block_size", 0) and cls._is_int4(inputs[0]):
-                return cls._blocked(bb, inputs, attr)
+            if attr.get("block_size", 0):
+                if cls._is_int4(inputs[0]):
+                    return cls._blocked(bb, inputs, attr)
+                return cls._blocked_generic(inputs, attr)
             return stock(bb, inputs, attr, params)
 
         return convert
+
+    @staticmethod
+    def _blocked_generic(inputs, attr):
+        """Any blocked DequantizeLinear, as plain Relax: scale (and zero point) repeated
+        ``block_size`` times along ``axis`` and cut to the input's length."""
+        x, scale = inputs[0], inputs[1]
+        zp = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
+        rank = len(x.ty.shape)
+        axis, block = attr.get("axis", 1) % rank, attr["block_size"]
+        length = x.ty.shape[axis]
+
+        def expand(t):
+            rep = relax.op.repeat(t, block, axis)
+            return relax.op.strided_slice(rep, [axis], [0], [length])
+
+        out_dtype = str(scale.ty.dtype)
+        xf = relax.op.astype(x, "float32")
+        if zp is not None:
+            xf = relax.op.subtract(xf, expand(relax.op.astype(zp, "float32")))
+        y = relax.op.multiply(xf, expand(relax.op.astype(scale, "float32")))
+        return relax.op.astype(y, out_dtype) if out_dtype != "float32" else y
 
     @staticmethod
     def _is_int4(x) -> bool:
