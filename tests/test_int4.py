@@ -215,12 +215,22 @@ def test_blocked_dequantizelinear_matmul_is_fused():
 # -- bad input --------------------------------------------------------------------------------
 
 
+def test_matmulnbits_with_a_partial_last_block_matches_onnxruntime():
+    model = _ort_nbits(_matmul_model(272, 24), 32, False)  # K = 8.5 blocks: onnxruntime pads
+    x = np.random.default_rng(4).standard_normal((1, 3, 272)).astype("float32")
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(edgec.compile(model, "host").run({"x": x})["y"], want, rtol=1e-4, atol=2e-4)
+
+
 def test_k_not_divisible_by_group_is_an_error():
-    with pytest.raises(EdgecError, match="not divisible"):
-        edgec.compile(_nbits_node_model(k=80, n=8, block=32), "host")
     qw = QuantizedWeight(np.zeros((4, 48), np.uint8), np.ones((4, 1), np.float32), np.zeros((4, 1), np.float32), 32)
     with pytest.raises(EdgecError, match="not divisible"):
         _run_operator(np.zeros((1, 48), np.float32), qw, None)
+
+
+def test_bad_block_size_is_an_error():
+    with pytest.raises(EdgecError, match="block_size=24"):
+        edgec.compile(_nbits_node_model(k=48, n=8, block=24), "host")
 
 
 def test_unsupported_bits_is_an_error():

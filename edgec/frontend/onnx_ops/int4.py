@@ -41,13 +41,13 @@ class MatMulNBits(OnnxOpConverter):
             raise Int4Error(f"{where}: bits={bits} is not supported (only 4)")
         if block < 16 or block & (block - 1):
             raise Int4Error(f"{where}: block_size={block} must be a power of two >= 16")
-        if k % block:
-            raise Int4Error(f"{where}: K={k} is not divisible by block_size={block}")
-        blocks = k // block
+        blocks = -(-k // block)
         b = _const(inputs[1], "B", where)
         if b.size != n * blocks * block // 2:
             raise Int4Error(f"{where}: B has shape {b.shape}, expected ({n}, {blocks}, {block // 2})")
-        q = _unpack_nibbles(b.reshape(n, blocks * block // 2), k)
+        # onnxruntime pads a partial last block; so do we, with zero activations
+        k_pad = blocks * block
+        q = _unpack_nibbles(b.reshape(n, blocks * block // 2), k_pad)
         scale = _const(inputs[2], "scales", where).astype(np.float32)
         if scale.size != n * blocks:
             raise Int4Error(f"{where}: scales has shape {scale.shape}, expected ({n}, {blocks})")
@@ -71,7 +71,11 @@ class MatMulNBits(OnnxOpConverter):
         bias = _const(inputs[5], "bias", where) if len(inputs) > 5 and inputs[5] is not None else None
         qw = QuantizedWeight(q, scale, zero, block)
         check_weight(qw, where)
-        return emit_int4_matmul(bb, inputs[0], qw, bias, where=where)
+        x = inputs[0]
+        if k_pad != k:
+            rank = len(x.ty.shape)
+            x = bb.normalize(relax.op.nn.pad(x, [0] * (2 * rank - 1) + [k_pad - k]))
+        return emit_int4_matmul(bb, x, qw, bias, where=where)
 
 
 _INT4_DTYPES = ("int4", "uint4")
