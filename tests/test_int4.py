@@ -338,3 +338,29 @@ def test_calibration_with_wrong_inputs_is_an_error(tmp_path):
     np.savez(calib, not_x=model.calibration)
     with pytest.raises(EdgecError, match="lacks inputs"):
         edgec.compile(model.path, "host", quantize="int4", calibration=str(calib))
+
+
+# -- GPU and the example ----------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("rows", [1, 16])
+def test_w4a16_on_gpu_matches_onnxruntime(rows):
+    model = _ort_nbits(_matmul_model(512, 256, rows=rows), 32, False)
+    x = np.random.default_rng(5).standard_normal((1, rows, 512)).astype("float32")
+    want = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    got = edgec.compile(model, "cuda").run({"x": x})["y"]
+    np.testing.assert_allclose(got, want, rtol=2e-2, atol=5e-2)  # fp16 activations
+
+
+@pytest.mark.slow
+def test_llama_int4_example_runs():
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(__file__), "..", "examples", "llama_int4.py")
+    proc = subprocess.run([sys.executable, script, "--layers", "1", "--hidden", "256", "--runs", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "int4 vs PyTorch" in proc.stdout and "weight bytes" in proc.stdout
