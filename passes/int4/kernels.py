@@ -1,12 +1,12 @@
 """TIR kernels for ``Y[M, N] = X[M, K] · dequant(W)ᵀ (+ bias)`` on packed int4 weights.
 
 CPU: hand-scheduled (parallel over blocks of ``lanes`` outputs, vectorized over those outputs,
-a tile of ``rows`` rows of X per task so each weight byte is unpacked once for all of them) and
+tiles of ``rows`` rows of X in turn so each weight byte is unpacked once per tile) and
 marked ``tirx.is_scheduled`` so the default rules leave it alone. Within a group the kernel
 accumulates ``Σ x·q`` and ``Σ x`` and applies ``scale`` and ``min`` once per group: one fused
 multiply-add per weight, and the dequantized weight never exists, not even in a register.
 GPU: one reduction block that dequantizes its weight operand on the fly into an fp32 output,
-left to DLight's GEMV (M = 1) and matmul rules.
+left to DLight (its GEMV rule schedules M = 1; larger M gets its fallback schedule).
 """
 
 from __future__ import annotations
@@ -37,39 +37,41 @@ def cpu_kernel(n: int, k: int, group: int, lanes: int, rows: int):
         X = T.match_buffer(x, (m, k), "float32")
         Y = T.match_buffer(y, (m, n), "float32")
         with T.sblock("root"):
-            for task in T.parallel(T.int64(n_blocks) * T.ceildiv(m, T.int64(rows))):
-                nb = task % T.int64(n_blocks)
-                m0 = task // T.int64(n_blocks) * T.int64(rows)
-                acc = T.decl_buffer((rows, lanes), "float32", scope="local")
-                accq = T.decl_buffer((rows, lanes), "float32", scope="local")
-                xs = T.decl_buffer((rows,), "float32", scope="local")
-                for r in T.unroll(rows):
-                    for j in T.vectorized(lanes):
-                        acc[r, j] = T.float32(0)
-                for g in range(k_groups):
+            # one task per block of outputs, its row tiles in turn: the task's slice of the
+            # weight (K/2 x lanes bytes) is streamed from memory once and then hit in cache
+            for nb in T.parallel(T.int64(n_blocks)):
+                for mt in range(T.ceildiv(m, T.int64(rows))):
+                    m0 = mt * T.int64(rows)
+                    acc = T.decl_buffer((rows, lanes), "float32", scope="local")
+                    accq = T.decl_buffer((rows, lanes), "float32", scope="local")
+                    xs = T.decl_buffer((rows,), "float32", scope="local")
                     for r in T.unroll(rows):
-                        xs[r] = T.float32(0)
                         for j in T.vectorized(lanes):
-                            accq[r, j] = T.float32(0)
-                    for kk in range(half):
+                            acc[r, j] = T.float32(0)
+                    for g in range(k_groups):
                         for r in T.unroll(rows):
-                            row = T.min(m0 + T.int64(r), m - T.int64(1))
-                            x0 = X[row, g * group + kk * 2]
-                            x1 = X[row, g * group + kk * 2 + 1]
-                            xs[r] = xs[r] + x0 + x1
+                            xs[r] = T.float32(0)
                             for j in T.vectorized(lanes):
-                                # no let-bound byte: the vectorizer keeps such a let scalar
-                                accq[r, j] = (accq[r, j] + x0 * T.Cast("float32", w[nb, g * half + kk, j] & T.uint8(15))
-                                              + x1 * T.Cast("float32", w[nb, g * half + kk, j] >> T.uint8(4)))
+                                accq[r, j] = T.float32(0)
+                        for kk in range(half):
+                            for r in T.unroll(rows):
+                                row = T.min(m0 + T.int64(r), m - T.int64(1))
+                                x0 = X[row, g * group + kk * 2]
+                                x1 = X[row, g * group + kk * 2 + 1]
+                                xs[r] = xs[r] + x0 + x1
+                                for j in T.vectorized(lanes):
+                                    # no let-bound byte: the vectorizer keeps such a let scalar
+                                    accq[r, j] = (accq[r, j] + x0 * T.Cast("float32", w[nb, g * half + kk, j] & T.uint8(15))
+                                                  + x1 * T.Cast("float32", w[nb, g * half + kk, j] >> T.uint8(4)))
+                        for r in T.unroll(rows):
+                            for j in T.vectorized(lanes):
+                                acc[r, j] = (acc[r, j] + s[g, nb * T.int64(lanes) + T.int64(j)] * accq[r, j]
+                                             + mn[g, nb * T.int64(lanes) + T.int64(j)] * xs[r])
                     for r in T.unroll(rows):
-                        for j in T.vectorized(lanes):
-                            acc[r, j] = (acc[r, j] + s[g, nb * T.int64(lanes) + T.int64(j)] * accq[r, j]
-                                         + mn[g, nb * T.int64(lanes) + T.int64(j)] * xs[r])
-                for r in T.unroll(rows):
-                    for j in range(lanes):
-                        if m0 + T.int64(r) < m and nb * T.int64(lanes) + T.int64(j) < T.int64(n):
-                            Y[m0 + T.int64(r), nb * T.int64(lanes) + T.int64(j)] = (
-                                acc[r, j] + bias[nb * T.int64(lanes) + T.int64(j)])
+                        for j in range(lanes):
+                            if m0 + T.int64(r) < m and nb * T.int64(lanes) + T.int64(j) < T.int64(n):
+                                Y[m0 + T.int64(r), nb * T.int64(lanes) + T.int64(j)] = (
+                                    acc[r, j] + bias[nb * T.int64(lanes) + T.int64(j)])
 
     return int4_matmul_cpu
 
