@@ -3,7 +3,7 @@
 CPU: hand-scheduled (parallel over blocks of ``lanes`` outputs, vectorized over those outputs,
 tiles of ``rows`` rows of X in turn so each weight byte is unpacked once per tile) and
 marked ``tirx.is_scheduled`` so the default rules leave it alone. Within a group the kernel
-accumulates ``Σ x·q`` and ``Σ x`` and applies ``scale`` and ``min`` once per group: one fused
+accumulates ``Σ x·q`` and ``Σ x`` (even and odd k apart) and applies ``scale`` and ``min`` once per group: one fused
 multiply-add per weight, and the dequantized weight never exists, not even in a register.
 GPU: one reduction block that dequantizes its weight operand on the fly into an fp32 output,
 left to DLight (its GEMV rule schedules M = 1; larger M gets its fallback schedule).
@@ -43,30 +43,39 @@ def cpu_kernel(n: int, k: int, group: int, lanes: int, rows: int):
                 for mt in range(T.ceildiv(m, T.int64(rows))):
                     m0 = mt * T.int64(rows)
                     acc = T.decl_buffer((rows, lanes), "float32", scope="local")
-                    accq = T.decl_buffer((rows, lanes), "float32", scope="local")
-                    xs = T.decl_buffer((rows,), "float32", scope="local")
+                    # even and odd k accumulate apart: two short FMA chains instead of one long one
+                    acc_even = T.decl_buffer((rows, lanes), "float32", scope="local")
+                    acc_odd = T.decl_buffer((rows, lanes), "float32", scope="local")
+                    xs_even = T.decl_buffer((rows,), "float32", scope="local")
+                    xs_odd = T.decl_buffer((rows,), "float32", scope="local")
                     for r in T.unroll(rows):
                         for j in T.vectorized(lanes):
                             acc[r, j] = T.float32(0)
                     for g in range(k_groups):
                         for r in T.unroll(rows):
-                            xs[r] = T.float32(0)
+                            xs_even[r] = T.float32(0)
+                            xs_odd[r] = T.float32(0)
                             for j in T.vectorized(lanes):
-                                accq[r, j] = T.float32(0)
+                                acc_even[r, j] = T.float32(0)
+                                acc_odd[r, j] = T.float32(0)
                         for kk in range(half):
                             for r in T.unroll(rows):
                                 row = T.min(m0 + T.int64(r), m - T.int64(1))
                                 x0 = X[row, g * group + kk * 2]
                                 x1 = X[row, g * group + kk * 2 + 1]
-                                xs[r] = xs[r] + x0 + x1
+                                xs_even[r] = xs_even[r] + x0
+                                xs_odd[r] = xs_odd[r] + x1
                                 for j in T.vectorized(lanes):
                                     # no let-bound byte: the vectorizer keeps such a let scalar
-                                    accq[r, j] = (accq[r, j] + x0 * T.Cast("float32", w[nb, g * half + kk, j] & T.uint8(15))
-                                                  + x1 * T.Cast("float32", w[nb, g * half + kk, j] >> T.uint8(4)))
+                                    acc_even[r, j] = acc_even[r, j] + x0 * T.Cast(
+                                        "float32", w[nb, g * half + kk, j] & T.uint8(15))
+                                    acc_odd[r, j] = acc_odd[r, j] + x1 * T.Cast(
+                                        "float32", w[nb, g * half + kk, j] >> T.uint8(4))
                         for r in T.unroll(rows):
                             for j in T.vectorized(lanes):
-                                acc[r, j] = (acc[r, j] + s[g, nb * T.int64(lanes) + T.int64(j)] * accq[r, j]
-                                             + mn[g, nb * T.int64(lanes) + T.int64(j)] * xs[r])
+                                acc[r, j] = (acc[r, j] + s[g, nb * T.int64(lanes) + T.int64(j)]
+                                             * (acc_even[r, j] + acc_odd[r, j])
+                                             + mn[g, nb * T.int64(lanes) + T.int64(j)] * (xs_even[r] + xs_odd[r]))
                     for r in T.unroll(rows):
                         for j in range(lanes):
                             if m0 + T.int64(r) < m and nb * T.int64(lanes) + T.int64(j) < T.int64(n):
