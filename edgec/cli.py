@@ -261,6 +261,7 @@ def targets(as_json):
 
 
 cli.add_command(__import__("edgec.cli_build", fromlist=["build"]).build)  # edgec build (docs/build.md)
+cli.add_command(__import__("edgec.cli_tune", fromlist=["tune"]).tune)  # edgec tune (schedules/tuner.py)
 
 
 def main(argv=None) -> int:

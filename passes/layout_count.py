@@ -63,9 +63,19 @@ def is_layout_kernel(func: tirx.PrimFunc) -> bool:
     return not _same_indices(stores[0].indices, stores[0].value.indices)
 
 
+def root_blocks(sch: s_tir.Schedule) -> list:
+    """The blocks under the root block; none for kernels written without one (hand-made TIR)."""
+    try:
+        return list(sch.get_child_blocks(sch.get_sblock("root")))
+    except Exception:  # TVM raises a ScheduleError subclass when there is no block named root
+        return []
+
+
 def _composed_moves(func: tirx.PrimFunc) -> bool:
     sch = s_tir.Schedule(func)
-    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    blocks = root_blocks(sch)
+    if not blocks:  # hand-written TIR (a recurrence, say) is compute, not a layout move
+        return False
     for block in blocks[:-1]:
         try:
             sch.compute_inline(block)

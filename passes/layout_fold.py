@@ -16,7 +16,7 @@ import tvm.sym
 from tvm import relax, s_tir, tirx
 from tvm.ir.expr import GenericConst  # relax.Constant in TVM 0.27
 
-from edgec.passes.layout_count import walk_stmts, is_layout_kernel
+from edgec.passes.layout_count import is_layout_kernel, root_blocks, walk_stmts
 
 
 def _primitive(func) -> bool:
@@ -72,7 +72,9 @@ def _is_chain(func) -> bool:
 
 def _composed_store(kernel):
     sch = s_tir.Schedule(kernel)
-    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    blocks = root_blocks(sch)
+    if not blocks:
+        return None
     try:
         for block in blocks[:-1]:
             sch.compute_inline(block)
@@ -102,7 +104,7 @@ def _is_conv(func) -> bool:
 def _computes(mod, func) -> bool:
     for k in _kernels(mod, func):
         sch = s_tir.Schedule(k)
-        for block in sch.get_child_blocks(sch.get_sblock("root")):
+        for block in root_blocks(sch):
             if sch.get(block).init is not None:
                 return True
     return False

@@ -116,8 +116,9 @@ def _best_ms(memdb, mod) -> float | None:
 def measure_default(mod: tvm.IRModule, target) -> float | None:
     """Latency of a task under the default schedules, measured here (None if not measurable)."""
     try:
+        # ApplyDefaultSchedule updates the module it is given: keep the task's module untouched
         with target:
-            scheduled = default_schedule_pass(target)(mod)
+            scheduled = default_schedule_pass(target)(tvm.IRModule(dict(mod.functions_items())))
         lib = tvm.tirx.build(scheduled, target)
         func = scheduled["main"]
         args = [tvm.runtime.tensor(np.zeros([int(d) for d in p.shape], dtype=p.dtype)) for p in func.params]
@@ -131,14 +132,15 @@ def measure_default(mod: tvm.IRModule, target) -> float | None:
 def _builder_runner(options: TuneOptions):
     from tvm.s_tir import meta_schedule as ms
 
-    builder = ms.builder.LocalBuilder(max_workers=options.jobs)
+    # generous timeouts: a loaded 2-core machine builds a kernel in well over TVM's default 30 s
+    builder = ms.builder.LocalBuilder(max_workers=options.jobs, timeout_sec=300)
     if options.rpc:
         host, port, key = options.rpc
         config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
                                      session_timeout_sec=120)
         runner = ms.runner.RPCRunner(config, max_workers=options.rpc_devices)
     else:
-        runner = ms.runner.LocalRunner()
+        runner = ms.runner.LocalRunner(timeout_sec=120)
     return builder, runner
 
 
@@ -148,6 +150,9 @@ def tune(mod: tvm.IRModule, target, db: TuningDatabase, options: TuneOptions, pr
 
     start = time.monotonic()
     report = TuneReport()
+    # MetaSchedule's console handler takes this logger's level: keep its chatter for --debug
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(
+        logging.DEBUG if logger.isEnabledFor(logging.DEBUG) else logging.WARNING)
     extracted, report.skipped = extract_tasks(mod, target)
     if not extracted:
         report.stopped_by = "done"
@@ -190,7 +195,7 @@ def tune(mod: tvm.IRModule, target, db: TuningDatabase, options: TuneOptions, pr
                     budget_left -= chunk
                     report.trials_run += chunk
                     if progress:
-                        progress(report, tr, time.monotonic() - start, options.trials - budget_left)
+                        progress(report, tr, time.monotonic() - start, report.trials_run)
     except KeyboardInterrupt:
         report.stopped_by = "interrupt"
         raise

@@ -30,10 +30,8 @@ RTOL = {"densenet121": 2e-3}
 FAST = ["squeezenet", "shufflenet", "inception_v1"]
 SLOW = ["bvlc_alexnet", "zfnet512", "inception_v2", "resnet50", "densenet121", "vgg19"]
 # Known failures, strict so that a fix is noticed.
-KNOWN = {
-    "shufflenet": "layout=auto: TVM's ConvertLayout rejects the 5-D channel-shuffle reshape (Invalid SLayout)",
-    "resnet50": "layout=auto: TVM's ConvertLayout fails on the variadic Sum of the residual adds (Invalid SLayout)",
-}
+# model name -> why it is known to fail (strict xfail: a fix is noticed)
+KNOWN: dict[str, str] = {}
 
 
 def _param(name, *marks):
