@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from edgec.cli import HostPortType, InputSpecType
+from edgec.cli_types import HostPortType, InputSpecType
 
 
 def _duration(text: str | None) -> float | None:

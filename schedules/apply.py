@@ -42,7 +42,11 @@ def _load_databases(paths: list[str], target) -> tuple[object | None, list[str],
             continue
         loaded += count
         digests.append(db.sha256())
-    digest = hashlib.sha256("".join(digests).encode()).hexdigest() if digests else None
+    # one database: its own hash, as `edgec tune --json` prints it; several: a hash of theirs
+    if len(digests) > 1:
+        digest = hashlib.sha256("".join(digests).encode()).hexdigest()
+    else:
+        digest = digests[0] if digests else None
     return (memdb if loaded else None), notes, digest
 
 
