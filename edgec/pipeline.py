@@ -176,7 +176,8 @@ def compile_model(
 
     # 4. Schedules: tuned records where a database has them, default rules for the rest
     #    (GPU kernels must all be scheduled).
-    scheduled = phases.run("schedule", apply_schedules, mod, tvm_target, _databases(options, preset))
+    scheduled = phases.run("schedule", apply_schedules, mod, tvm_target,
+                           [options.tuning_db] if options.tuning_db else [], _shipped_databases(preset))
     mod = scheduled.mod
     report.notes.extend(scheduled.notes)
 
@@ -231,15 +232,12 @@ def _count_layout_transforms(imported_mod, lowered, tvm_target, layout: str) -> 
     return {"before": count_layout_transforms(unplanned), "after": after}
 
 
-def _databases(options: CompileOptions, preset) -> list[str]:
-    """The user's database first, then the one shipped for this preset (if any)."""
+def _shipped_databases(preset) -> list[str]:
+    """The database shipped with edgec for this preset, if there is one."""
     from edgec.schedules.shipped import shipped_database
 
-    found = [options.tuning_db] if options.tuning_db else []
     shipped = shipped_database(preset.name)
-    if shipped:
-        found.append(shipped)
-    return found
+    return [shipped] if shipped else []
 
 
 def _target_json(target) -> dict:

@@ -23,8 +23,12 @@ class Scheduled:
     notes: list[str] = field(default_factory=list)
 
 
-def _load_databases(paths: list[str], target) -> tuple[object | None, list[str], str | None]:
-    """A MetaSchedule in-memory database holding every record for ``target`` from ``paths``."""
+def _load_databases(paths: list[str], target, shipped: list[str]) -> tuple[object | None, list[str], str | None]:
+    """A MetaSchedule in-memory database holding every record for ``target`` from ``paths``.
+
+    A user's database without records for the target is reported; a shipped one that does not
+    match is silently skipped (it was tuned for another CPU).
+    """
     from tvm.s_tir import meta_schedule as ms
 
     if not paths:
@@ -32,9 +36,11 @@ def _load_databases(paths: list[str], target) -> tuple[object | None, list[str],
     key = target_key(target)
     memdb = ms.database.MemoryDatabase()
     notes, digests, loaded = [], [], 0
-    for path in paths:
+    for path in paths + shipped:
         db = TuningDatabase(path)
         count = db.load_into(memdb, key)
+        if count == 0 and path in shipped:
+            continue
         if count == 0 and db.target_keys():
             note = f"tuning database {path} has no records for this target; ignored"
             logger.warning(note)
@@ -50,8 +56,9 @@ def _load_databases(paths: list[str], target) -> tuple[object | None, list[str],
     return (memdb if loaded else None), notes, digest
 
 
-def apply_schedules(mod: tvm.IRModule, target, database_paths: list[str] | None = None) -> Scheduled:
-    memdb, notes, digest = _load_databases(database_paths or [], target)
+def apply_schedules(mod: tvm.IRModule, target, database_paths: list[str] | None = None,
+                    shipped_paths: list[str] | None = None) -> Scheduled:
+    memdb, notes, digest = _load_databases(database_paths or [], target, shipped_paths or [])
     with target:
         if memdb is not None:
             with memdb:
