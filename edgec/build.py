@@ -219,16 +219,11 @@ def _build_cell(task: dict) -> dict:
 
 
 def _compile(task: dict) -> bytes:
-    import inspect
-
     import edgec
     from edgec.signature import parse_input_option
 
-    kwargs = {"quantize": task["quantize"], "layout": task["layout"], "tuning_db": task["tuning_db"]}
-    if task["calibration"]:
-        if "calibration" not in inspect.signature(edgec.compile).parameters:
-            raise EdgecError("calibration data is not supported by this edgec build")
-        kwargs["calibration"] = task["calibration"]
+    kwargs = {"quantize": task["quantize"], "layout": task["layout"], "tuning_db": task["tuning_db"],
+              "calibration": task["calibration"]}
     inputs = {spec.name: spec for spec in map(parse_input_option, task["inputs"])}
     return edgec.compile(task["model"], task["target"], inputs, **kwargs).to_bytes()
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 
+import numpy as np
 import tvm
 from tvm import relax
 
@@ -145,11 +146,14 @@ class _Permutes(relax.PyExprMutator):
         self.permute = tvm.ir.Op.get("relax.permute_dims")
         self.reshape = tvm.ir.Op.get("relax.reshape")
         self.sum, self.stack = tvm.ir.Op.get("relax.sum"), tvm.ir.Op.get("relax.stack")
+        self.clip = tvm.ir.Op.get("relax.clip")
 
     def visit_call_(self, call):
         call = super().visit_call_(call)
         if call.op == self.sum:
             return self._sum_of_stack(call)
+        if call.op == self.clip:
+            return self._clip_as_min_max(call)
         if call.op == self.reshape:  # reshape∘reshape: one view
             inner = self.lookup_binding(call.args[0]) if isinstance(call.args[0], relax.Var) else None
             if isinstance(inner, relax.Call) and inner.op == self.reshape:
@@ -172,6 +176,22 @@ class _Permutes(relax.PyExprMutator):
                 return relax.op.reshape(src, [dims[a] for a in axes])
         return relax.op.permute_dims(src, axes)
 
+
+    def _clip_as_min_max(self, call):
+        """clip (ReLU6) → minimum(maximum(x, lo), hi): ConvertLayout has no rule for clip and
+        would wrap every ReLU6 of a MobileNet in a transpose pair; the elementwise ops follow."""
+        x, lo, hi = call.args
+        dtype = getattr(x.ty, "dtype", None)
+        if dtype is None or not all(isinstance(v, relax.PrimValue) and isinstance(v.value, (tvm.tirx.IntImm,
+                                    tvm.tirx.FloatImm)) for v in (lo, hi)):
+            return call
+        # bounds of the input's rank: ConvertLayout infers no layout for a rank-0 operand
+        ndim = getattr(x.ty, "ndim", -1)
+        if ndim < 0:
+            return call
+        low = relax.const(np.full([1] * ndim, float(lo.value.value), dtype=dtype))
+        high = relax.const(np.full([1] * ndim, float(hi.value.value), dtype=dtype))
+        return relax.op.minimum(self.builder_.emit(relax.op.maximum(x, low)), high)
 
     def _sum_of_stack(self, call):
         """sum(stack(a, b, ...), axis=0) (ONNX's variadic Sum) → a + b + ...: no 5-D tensor in the

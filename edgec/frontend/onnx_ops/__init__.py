@@ -10,3 +10,4 @@ from edgec.frontend.onnx_ops import celu  # noqa: F401
 from edgec.frontend.onnx_ops import loss  # noqa: F401
 from edgec.frontend.onnx_ops import dropout  # noqa: F401
 from edgec.frontend.onnx_ops import int4  # noqa: F401
+from edgec.frontend.onnx_ops import clip  # noqa: F401
