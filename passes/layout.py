@@ -182,8 +182,9 @@ class _Permutes(relax.PyExprMutator):
         would wrap every ReLU6 of a MobileNet in a transpose pair; the elementwise ops follow."""
         x, lo, hi = call.args
         dtype = getattr(x.ty, "dtype", None)
-        if dtype is None or not all(isinstance(v, relax.PrimValue) and isinstance(v.value, (tvm.tirx.IntImm,
-                                    tvm.tirx.FloatImm)) for v in (lo, hi)):
+        # the bounds are PrimValues of immediates; anything symbolic keeps the clip
+        if dtype is None or not all(isinstance(getattr(v, "value", None), (tvm.tirx.IntImm, tvm.tirx.FloatImm))
+                                    for v in (lo, hi)):
             return call
         # bounds of the input's rank: ConvertLayout infers no layout for a rank-0 operand
         ndim = getattr(x.ty, "ndim", -1)
