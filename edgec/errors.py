@@ -81,6 +81,11 @@ class CompileError(EdgecError):
     """TVM failed to convert, optimize or build the model."""
 
 
+class UnsupportedAttributeError(CompileError):
+    """A valid model uses a converted operator with an attribute or input edgec does not implement
+    (LSTM with custom activations, say); the message names the node and the value."""
+
+
 class VerificationError(EdgecError):
     """The compiled artifact's outputs differ from the reference beyond tolerance."""
 

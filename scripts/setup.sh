@@ -14,10 +14,20 @@ missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+export DEBIAN_FRONTEND=noninteractive
 if [ "${#missing[@]}" -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# CUDA and Jetson targets compile kernels with nvcc. Install Debian's CUDA toolkit when the
+# machine has none and the archive offers it (it lives in non-free); otherwise say so.
+if ! command -v nvcc >/dev/null 2>&1; then
+    if apt-cache policy nvidia-cuda-toolkit 2>/dev/null | grep -q "Candidate: [0-9]"; then
+        $SUDO apt-get install -y -qq --no-install-recommends nvidia-cuda-toolkit
+    else
+        echo "setup: nvcc not found and no nvidia-cuda-toolkit package available: CUDA/Jetson targets" \
+             "(and their tests) need the CUDA toolkit on PATH" >&2
+    fi
 fi
 
 PY="${PYTHON:-python3}"

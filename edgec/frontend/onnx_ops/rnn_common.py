@@ -6,6 +6,8 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
+from edgec.errors import UnsupportedAttributeError
+
 from edgec.frontend.onnx_ops.recurrence import on_one_gpu_thread
 
 
@@ -36,11 +38,11 @@ def check_attrs(op: str, attr, default_activations: list[str], num_dirs: int) ->
     name = node_name(attr)
     acts = [text(a, "") for a in attr.get("activations", ())]
     if acts and [a.lower() for a in acts] != [a.lower() for a in default_activations * num_dirs]:
-        raise NotImplementedError(
+        raise UnsupportedAttributeError(
             f"{op} node '{name}': activations {acts} are not supported, only {default_activations}"
         )
     if attr.get("input_forget", 0):
-        raise NotImplementedError(f"{op} node '{name}': input_forget=1 is not supported")
+        raise UnsupportedAttributeError(f"{op} node '{name}': input_forget=1 is not supported")
 
 
 def directions(attr, op: str) -> list[bool]:
@@ -62,7 +64,7 @@ def dims(x, op: str, attr) -> tuple:
     if shape is None or not hasattr(shape, "values") or len(shape.values) != 3:
         raise ValueError(f"{op} node '{node_name(attr)}': input X needs a known rank-3 shape, has {x.ty}")
     if x.ty.dtype != "float32":
-        raise NotImplementedError(f"{op} node '{node_name(attr)}': only float32 is supported, X is {x.ty.dtype}")
+        raise UnsupportedAttributeError(f"{op} node '{node_name(attr)}': only float32 is supported, X is {x.ty.dtype}")
     return tuple(shape.values)
 
 
@@ -98,6 +100,6 @@ def pack_outputs(bb, ys: list, finals: list[list], layout: int):
 
 def reject_sequence_lens(op: str, attr, seq_lens) -> None:
     if seq_lens is not None:
-        raise NotImplementedError(
+        raise UnsupportedAttributeError(
             f"{op} node '{node_name(attr)}': the sequence_lens input (packed sequences) is not supported"
         )
