@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from edgec.errors import ModelError
 from edgec.signature import TensorSpec
 
 
@@ -20,3 +21,16 @@ class ImportedModel:
     @property
     def model_sha256(self) -> str:
         return hashlib.sha256(self.source_bytes).hexdigest()
+
+
+def read_model_file(path: str) -> bytes:
+    """The bytes of a model file; a missing or unreadable one is a one-line ModelError."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ModelError(f"model file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ModelError(f"model path {path} is a directory, not a file") from None
+    except OSError as err:
+        raise ModelError(f"cannot read model file {path}: {err.strerror}") from None

@@ -12,7 +12,7 @@ from google.protobuf.message import DecodeError
 
 from edgec.errors import CompileError, EdgecError, InputError, ModelError, UnsupportedOperatorError
 from edgec.frontend import onnx_simplify
-from edgec.frontend.imported import ImportedModel
+from edgec.frontend.imported import ImportedModel, read_model_file
 from edgec.signature import TensorSpec
 
 logger = logging.getLogger(__name__)
@@ -32,18 +32,6 @@ _ONNX_DTYPES = {
 def load(path: str) -> onnx.ModelProto:
     """Read and check an ONNX file; any defect is a one-line :class:`ModelError`."""
     return parse(read_model_file(path), path)
-
-
-def read_model_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise ModelError(f"model file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ModelError(f"model path {path} is a directory, not a file") from None
-    except OSError as err:
-        raise ModelError(f"cannot read model file {path}: {err.strerror}") from None
 
 
 def parse(data: bytes, origin: str = "<bytes>") -> onnx.ModelProto:

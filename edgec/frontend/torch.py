@@ -9,7 +9,7 @@ import os
 import zipfile
 
 from edgec.errors import CompileError, InputError, ModelError
-from edgec.frontend.imported import ImportedModel
+from edgec.frontend.imported import ImportedModel, read_model_file
 from edgec.signature import TensorSpec, random_feeds
 
 
@@ -23,13 +23,7 @@ def _torch():
 
 def load_pt2(path: str):
     torch = _torch()
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise ModelError(f"model file {path} does not exist") from None
-    except OSError as err:
-        raise ModelError(f"cannot read model file {path}: {err.strerror}") from None
+    data = read_model_file(path)
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise ModelError(f"{path} is not a torch.export archive (.pt2 files are zip archives)")
     try:
