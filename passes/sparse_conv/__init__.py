@@ -1,0 +1,1 @@
+"""Sparse 3-D convolution: numpy reference, Relax emitters lowered to TIR, kernel maps."""
