@@ -1,0 +1,272 @@
+"""TIR kernels that build and query kernel maps: coordinate keys, sorted-key search, output sites.
+
+A coordinate (batch, x, y, z) packs into one int64 key ``b<<48 | x<<32 | y<<16 | z`` (each field in
+[0, 65536)), so numeric key order is lexicographic coordinate order. A tensor's keys are sorted
+once (``relax.op.argsort``: TIR on GPUs) and every neighbour lookup is a binary search in TIR.
+Sort + search rather than a hash table: the same sorted keys give strided convs their sorted,
+unique output sites, and nothing needs atomics on a GPU.
+
+The neighbour map ``nbr[m, K]`` is output-stationary: for output site j and kernel offset a, the
+one input row that feeds it, or -1. Every conv variant has at most one such row:
+
+* forward (subm and strided): ``p = q·stride − padding + a·dilation``
+* inverse: ``p = (q + padding − a·dilation) / stride`` when that divides exactly.
+
+CPU kernels are hand-scheduled (``T.parallel``); with ``gpu=True`` the same bodies bind to CUDA
+threads. Every kernel is marked scheduled and opaque, so the default rules and FuseOps leave it be.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from tvm.script import tirx as T
+
+SENTINEL = (1 << 63) - 1  # sorts after every real key
+FIELD = 1 << 16
+THREADS = 256
+ATTRS = {"tirx.is_scheduled": True, "tirx.noalias": True, "op_pattern": 8}
+
+
+def offsets(kernel_size):
+    """Kernel offsets a in (x, y, z) row-major order: the order of a [Kx, Ky, Kz, ...] weight."""
+    return list(itertools.product(*(range(k) for k in kernel_size)))
+
+
+def pack_keys(max_points: int, gpu: bool):
+    """coords [n, 4] int32 -> keys [n] int64. Refuses N above ``max_points`` (host side) and, on
+    CPUs, coordinates outside [0, 65536) (a GPU kernel cannot raise)."""
+
+    @T.macro(hygienic=False)
+    def key(i):
+        K[i] = (T.Cast("int64", C[i, 0]) * T.int64(1 << 48) + T.Cast("int64", C[i, 1]) * T.int64(1 << 32)
+                + T.Cast("int64", C[i, 2]) * T.int64(1 << 16) + T.Cast("int64", C[i, 3]))
+
+    @T.prim_func(private=True, s_tir=True)
+    def sparse_pack_keys(c: T.handle, k: T.handle):
+        T.func_attr(ATTRS)
+        n = T.int64()
+        C = T.match_buffer(c, (n, 4), "int32")
+        K = T.match_buffer(k, (n,), "int64")
+        assert n <= T.int64(max_points), "sparse input: more points than the declared maximum"
+
+        with T.sblock("root"):
+            if gpu:
+                for bx in T.thread_binding(T.ceildiv(n, T.int64(THREADS)), thread="blockIdx.x"):
+                    for tx in T.thread_binding(T.int64(THREADS), thread="threadIdx.x"):
+                        if bx * T.int64(THREADS) + tx < n:
+                            key(bx * T.int64(THREADS) + tx)
+            else:
+                for i in range(n):
+                    for t in range(4):
+                        assert C[i, t] >= 0, "sparse input: coordinates must be non-negative"
+                        assert C[i, t] < FIELD, "sparse input: coordinates must be below 65536"
+                    key(i)
+
+    return sparse_pack_keys
+
+
+def sorted_keys(gpu: bool):
+    """keys [n], order [n] -> sorted keys [n]; on CPUs also refuses duplicate coordinates."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def sparse_sorted_keys(k: T.handle, o: T.handle, s: T.handle):
+        T.func_attr(ATTRS)
+        n = T.int64()
+        K = T.match_buffer(k, (n,), "int64")
+        O = T.match_buffer(o, (n,), "int32")
+        S = T.match_buffer(s, (n,), "int64")
+        with T.sblock("root"):
+            if gpu:
+                for bx in T.thread_binding(T.ceildiv(n, T.int64(THREADS)), thread="blockIdx.x"):
+                    for tx in T.thread_binding(T.int64(THREADS), thread="threadIdx.x"):
+                        if bx * T.int64(THREADS) + tx < n:
+                            S[bx * T.int64(THREADS) + tx] = K[O[bx * T.int64(THREADS) + tx]]
+            else:
+                for i in range(n):
+                    S[i] = K[O[i]]
+                    if i > T.int64(0):
+                        assert S[i] != S[i - T.int64(1)], "sparse input: duplicate coordinates"
+
+    return sparse_sorted_keys
+
+
+def neighbor_map(kvol: int, stride, pad, dil, inverse: bool, gpu: bool):
+    """out coords [m, 4], offsets [K, 3], sorted input keys [n], order [n] -> nbr [m, K] int32."""
+    sx, sy, sz = stride
+    px, py, pz = pad
+    dx, dy, dz = dil
+
+    @T.macro(hygienic=False)
+    def lookup(j, inverse, sx, sy, sz, px, py, pz, dx, dy, dz):
+        lo = T.decl_buffer((1,), "int64", scope="local")
+        hi = T.decl_buffer((1,), "int64", scope="local")
+        src = T.decl_buffer((3,), "int32", scope="local")
+        ok = T.decl_buffer((1,), "int32", scope="local")
+        for a in range(kvol):
+            ok[0] = 1
+            if inverse:
+                for t in range(3):
+                    num = Q[j, t + 1] + T.Select(t == 0, px, T.Select(t == 1, py, pz)) - offs[a, t] * T.Select(
+                        t == 0, dx, T.Select(t == 1, dy, dz))
+                    st = T.Select(t == 0, sx, T.Select(t == 1, sy, sz))
+                    src[t] = T.floordiv(num, st)
+                    if T.floormod(num, st) != 0:
+                        ok[0] = 0
+            else:
+                for t in range(3):
+                    src[t] = Q[j, t + 1] * T.Select(t == 0, sx, T.Select(t == 1, sy, sz)) - T.Select(
+                        t == 0, px, T.Select(t == 1, py, pz)) + offs[a, t] * T.Select(t == 0, dx, T.Select(t == 1, dy, dz))
+            for t in range(3):
+                if src[t] < 0 or src[t] >= FIELD:
+                    ok[0] = 0
+            NB[j, a] = -1
+            if ok[0] == 1:
+                lo[0] = T.int64(0)
+                hi[0] = n
+                while lo[0] < hi[0]:
+                    if SK[(lo[0] + hi[0]) // T.int64(2)] < (
+                            T.Cast("int64", Q[j, 0]) * T.int64(1 << 48) + T.Cast("int64", src[0]) * T.int64(1 << 32)
+                            + T.Cast("int64", src[1]) * T.int64(1 << 16) + T.Cast("int64", src[2])):
+                        lo[0] = (lo[0] + hi[0]) // T.int64(2) + T.int64(1)
+                    else:
+                        hi[0] = (lo[0] + hi[0]) // T.int64(2)
+                if lo[0] < n:
+                    if SK[lo[0]] == (T.Cast("int64", Q[j, 0]) * T.int64(1 << 48) + T.Cast("int64", src[0]) * T.int64(1 << 32)
+                                     + T.Cast("int64", src[1]) * T.int64(1 << 16) + T.Cast("int64", src[2])):
+                        NB[j, a] = Ord[lo[0]]
+
+    @T.prim_func(private=True, s_tir=True)
+    def sparse_neighbor_map(q: T.handle, offs: T.Buffer((kvol, 3), "int32"), sk: T.handle, o: T.handle,
+                            nb: T.handle):
+        T.func_attr(ATTRS)
+        m = T.int64()
+        n = T.int64()
+        Q = T.match_buffer(q, (m, 4), "int32")
+        SK = T.match_buffer(sk, (n,), "int64")
+        Ord = T.match_buffer(o, (n,), "int32")
+        NB = T.match_buffer(nb, (m, kvol), "int32")
+
+        with T.sblock("root"):
+            if gpu:
+                for bx in T.thread_binding(T.ceildiv(m, T.int64(THREADS)), thread="blockIdx.x"):
+                    for tx in T.thread_binding(T.int64(THREADS), thread="threadIdx.x"):
+                        if bx * T.int64(THREADS) + tx < m:
+                            lookup(bx * T.int64(THREADS) + tx, inverse, sx, sy, sz, px, py, pz, dx, dy, dz)
+            else:
+                for j in T.parallel(m):
+                    lookup(j, inverse, sx, sy, sz, px, py, pz, dx, dy, dz)
+
+    return sparse_neighbor_map
+
+
+def candidates(kvol: int, stride, pad, dil, extent, gpu: bool):
+    """coords [n, 4], offsets [K, 3] -> output-site keys [n*K] int64 of a strided conv (SENTINEL
+    where offset a maps input i to no output site). ``extent`` bounds the sites, or is None."""
+    sx, sy, sz = stride
+    px, py, pz = pad
+    dx, dy, dz = dil
+    ex, ey, ez = extent or (FIELD, FIELD, FIELD)
+
+    @T.macro(hygienic=False)
+    def sites(i, sx, sy, sz, px, py, pz, dx, dy, dz, ex, ey, ez):
+        dst = T.decl_buffer((3,), "int32", scope="local")
+        ok = T.decl_buffer((1,), "int32", scope="local")
+        for a in range(kvol):
+            ok[0] = 1
+            for t in range(3):
+                num = C[i, t + 1] + T.Select(t == 0, px, T.Select(t == 1, py, pz)) - offs[a, t] * T.Select(
+                    t == 0, dx, T.Select(t == 1, dy, dz))
+                st = T.Select(t == 0, sx, T.Select(t == 1, sy, sz))
+                dst[t] = T.floordiv(num, st)
+                if T.floormod(num, st) != 0 or num < 0 or dst[t] >= T.Select(t == 0, ex, T.Select(t == 1, ey, ez)):
+                    ok[0] = 0
+            if ok[0] == 1:
+                K[i * kvol + a] = (T.Cast("int64", C[i, 0]) * T.int64(1 << 48) + T.Cast("int64", dst[0]) * T.int64(1 << 32)
+                                   + T.Cast("int64", dst[1]) * T.int64(1 << 16) + T.Cast("int64", dst[2]))
+            else:
+                K[i * kvol + a] = T.int64(SENTINEL)
+
+    @T.prim_func(private=True, s_tir=True)
+    def sparse_out_candidates(c: T.handle, offs: T.Buffer((kvol, 3), "int32"), k: T.handle):
+        T.func_attr(ATTRS)
+        n = T.int64()
+        C = T.match_buffer(c, (n, 4), "int32")
+        K = T.match_buffer(k, (n * kvol,), "int64")
+
+        with T.sblock("root"):
+            if gpu:
+                for bx in T.thread_binding(T.ceildiv(n, T.int64(THREADS)), thread="blockIdx.x"):
+                    for tx in T.thread_binding(T.int64(THREADS), thread="threadIdx.x"):
+                        if bx * T.int64(THREADS) + tx < n:
+                            sites(bx * T.int64(THREADS) + tx, sx, sy, sz, px, py, pz, dx, dy, dz, ex, ey, ez)
+            else:
+                for i in T.parallel(n):
+                    sites(i, sx, sy, sz, px, py, pz, dx, dy, dz, ex, ey, ez)
+
+    return sparse_out_candidates
+
+
+def unique_sorted(gpu: bool):
+    """sorted keys [L] -> unique keys [L] (first ``count`` valid) and count [1] int64.
+
+    One sequential pass: O(L) and cheap next to the conv; on a GPU it runs on one thread."""
+
+    @T.macro(hygienic=False)
+    def walk():
+        c = T.decl_buffer((1,), "int64", scope="local")
+        c[0] = T.int64(0)
+        for i in range(L):
+            if S[i] != T.int64(SENTINEL):
+                if i == T.int64(0) or S[i] != S[i - T.int64(1)]:
+                    U[c[0]] = S[i]
+                    c[0] = c[0] + T.int64(1)
+        cnt[0] = c[0]
+
+    @T.prim_func(private=True, s_tir=True)
+    def sparse_unique(s: T.handle, u: T.handle, cnt: T.Buffer((1,), "int64")):
+        T.func_attr(ATTRS)
+        L = T.int64()
+        S = T.match_buffer(s, (L,), "int64")
+        U = T.match_buffer(u, (L,), "int64")
+
+        with T.sblock("root"):
+            if gpu:
+                for bx in T.thread_binding(1, thread="blockIdx.x"):
+                    for tx in T.thread_binding(1, thread="threadIdx.x"):
+                        walk()
+            else:
+                walk()
+
+    return sparse_unique
+
+
+def decode_keys(gpu: bool):
+    """keys [L] (first m used) -> coords [m, 4] int32."""
+
+    @T.macro(hygienic=False)
+    def decode(j):
+        C[j, 0] = T.Cast("int32", U[j] >> T.int64(48))
+        C[j, 1] = T.Cast("int32", (U[j] >> T.int64(32)) & T.int64(FIELD - 1))
+        C[j, 2] = T.Cast("int32", (U[j] >> T.int64(16)) & T.int64(FIELD - 1))
+        C[j, 3] = T.Cast("int32", U[j] & T.int64(FIELD - 1))
+
+    @T.prim_func(private=True, s_tir=True)
+    def sparse_decode(u: T.handle, c: T.handle):
+        T.func_attr(ATTRS)
+        L = T.int64()
+        m = T.int64()
+        U = T.match_buffer(u, (L,), "int64")
+        C = T.match_buffer(c, (m, 4), "int32")
+
+        with T.sblock("root"):
+            if gpu:
+                for bx in T.thread_binding(T.ceildiv(m, T.int64(THREADS)), thread="blockIdx.x"):
+                    for tx in T.thread_binding(T.int64(THREADS), thread="threadIdx.x"):
+                        if bx * T.int64(THREADS) + tx < m:
+                            decode(bx * T.int64(THREADS) + tx)
+            else:
+                for j in T.parallel(m):
+                    decode(j)
+
+    return sparse_decode
