@@ -1,0 +1,130 @@
+"""``target.build.vulkan``: device PrimFuncs → GLSL → SPIR-V → a runtime module of the plugin.
+
+The module's bytes (what ``export_library`` packs and ``ffi.Module.load_from_bytes.vulkan``
+reads back) are, little-endian::
+
+    "EDGECVK1" u32 kernel_count
+    per kernel: str name, u32 buffers, u32 scalars {str dtype, u32 offset}, u32 push_bytes,
+                u32 tags {str tag}, u32 local_size[3], u32 feature_mask, u32 words {u32}, str glsl
+
+where ``str`` is a u32 length and UTF-8 bytes. Feature bits match the runtime's ``Feature`` enum.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+
+from edgec.errors import CompileError, ToolchainError
+from edgec.targets.vulkan.glsl import Kernel, emit_kernel
+
+MAGIC = b"EDGECVK1"
+FEATURE_BITS = {"shaderFloat16": 1, "shaderInt8": 2, "shaderInt16": 4, "shaderInt64": 8, "shaderFloat64": 16,
+                "storageBuffer8BitAccess": 32, "storageBuffer16BitAccess": 64}
+#: SPIR-V 1.3: storage buffers and 8/16-bit storage without extra extensions on Vulkan 1.1 devices
+TARGET_ENV = "vulkan1.1"
+
+
+def _glslang() -> str:
+    path = shutil.which("glslangValidator")
+    if not path:
+        raise ToolchainError("the Vulkan target compiles shaders with glslangValidator: install the Debian "
+                             "package glslang-tools")
+    return path
+
+
+def compile_glsl(source: str, name: str) -> bytes:
+    """SPIR-V bytes of one compute shader."""
+    with tempfile.TemporaryDirectory(prefix="edgec-spv-") as tmp:
+        src = os.path.join(tmp, "kernel.comp")
+        out = os.path.join(tmp, "kernel.spv")
+        with open(src, "w", encoding="utf-8") as f:
+            f.write(source)
+        proc = subprocess.run([_glslang(), "-V", "--target-env", TARGET_ENV, "-S", "comp", "-o", out, src],
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "ERROR" in ln]
+            raise CompileError(f"Vulkan codegen: glslangValidator rejected kernel {name}: "
+                               f"{errors[0] if errors else proc.returncode}")
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def _str(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack("<I", len(data)) + data
+
+
+def pack(kernels: list[tuple[Kernel, bytes]]) -> bytes:
+    out = [MAGIC, struct.pack("<I", len(kernels))]
+    for k, spirv in kernels:
+        push = max((s.offset + s.size for s in k.scalars), default=0)
+        out += [_str(k.name), struct.pack("<II", k.num_buffers, len(k.scalars))]
+        for s in k.scalars:
+            out += [_str(s.dtype), struct.pack("<I", s.offset)]
+        out += [struct.pack("<II", push, len(k.launch_tags))]
+        out += [_str(t) for t in k.launch_tags]
+        mask = sum(FEATURE_BITS[f] for f in k.features)
+        out += [struct.pack("<IIII", *k.local_size, mask), struct.pack("<I", len(spirv) // 4), spirv, _str(k.source)]
+    return b"".join(out)
+
+
+def generate(mod) -> list[tuple[Kernel, bytes]]:
+    """Every device function of ``mod`` as (kernel metadata, SPIR-V)."""
+    result = []
+    for gvar, func in mod.functions_items():
+        name = str(func.attrs.get("global_symbol", gvar.name_hint)) if func.attrs else gvar.name_hint
+        kernel = emit_kernel(func, name)
+        result.append((kernel, compile_glsl(kernel.source, name)))
+    return result
+
+
+def build(mod, target):
+    """The ``target.build.vulkan`` hook TVM calls for each device module."""
+    import tvm
+
+    from edgec.targets.vulkan import plugin
+
+    _check_limits(mod, target)
+    blob = pack(generate(mod))
+    plugin.load()
+    return tvm.get_global_func("ffi.Module.load_from_bytes.vulkan")(blob)
+
+
+def _check_limits(mod, target) -> None:
+    limit = int(target.attrs.get("max_num_threads", 256)) if hasattr(target, "attrs") else 256
+    for gvar, func in mod.functions_items():
+        threads = 1
+        for tag, extent in _thread_extents(func.body):
+            if tag.startswith("threadIdx"):
+                threads *= extent
+        if threads > limit:
+            raise CompileError(f"Vulkan kernel {gvar.name_hint} uses {threads} threads per workgroup; "
+                               f"the target allows {limit}")
+
+
+def _thread_extents(stmt) -> list[tuple[str, int]]:
+    from tvm import tirx
+
+    found: dict[str, int] = {}
+
+    def walk(s):
+        if isinstance(s, tirx.AttrStmt):
+            if s.attr_key == "thread_extent" and isinstance(s.value, tirx.IntImm):
+                found[s.node.thread_tag] = int(s.value.value)
+            walk(s.body)
+        elif isinstance(s, tirx.SeqStmt):
+            for c in s.seq:
+                walk(c)
+        elif isinstance(s, (tirx.For, tirx.While)):
+            walk(s.body)
+        elif isinstance(s, tirx.IfThenElse):
+            walk(s.then_case)
+            if s.else_case is not None:
+                walk(s.else_case)
+
+    walk(stmt)
+    return list(found.items())
