@@ -212,3 +212,19 @@ def test_bad_inputs_raise_one_line_errors():
         enn.Voxelize((1, 1, 1), (0, 0, 0, 1, 1, 1), 10)(torch.zeros(4, 2))
     with pytest.raises(ValueError, match="subm needs stride 1"):
         enn.SparseConv3d(3, 4, 2, subm=True)
+
+
+def test_deterministic_across_threads():
+    # spconv's CPU path races with several threads; ours must give bit-identical results
+    x = random_sparse(400, 8, batches=2, seed=14)
+    layer = enn.SparseConv3d(8, 16, 3, stride=2, padding=1)
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 2, 2):
+            torch.set_num_threads(threads)
+            with torch.no_grad():
+                outs.append(layer(x).feats)
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(outs[0], o) for o in outs[1:])

@@ -52,6 +52,10 @@ def parse(data: bytes, origin: str = "<bytes>") -> onnx.ModelProto:
             onnx.external_data_helper.load_external_data_for_model(model, base)
         except (OSError, ValueError) as err:
             raise ModelError(f"{origin}: cannot read external weight data: {_short(err)}") from None
+    # libspconv graphs hold ops the checker refuses; they become edgec-domain ops first
+    from edgec.frontend.onnx_ops.libspconv import rewrite_libspconv
+
+    model = rewrite_libspconv(model, origin)
     _check_tensor_sizes(model, origin)
     try:
         onnx.checker.check_model(model)
