@@ -228,3 +228,87 @@ def test_deterministic_across_threads():
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(outs[0], o) for o in outs[1:])
+
+
+# -- ONNX export -----------------------------------------------------------------------------------
+
+
+class _ExportNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.vox = enn.Voxelize((0.5, 0.5, 0.5), (0.0, 0.0, 0.0, 4.0, 4.0, 3.0), 300)
+        self.sub = enn.SubMConv3d(4, 5, 3, bias=False)
+        self.down = enn.SparseConv3d(5, 6, 3, stride=2, padding=1, spatial_shape=(8, 8, 6))
+        self.up = enn.SparseInverseConv3d(6, 3, 3, stride=2, padding=1)
+        self.dense = enn.SparseToDense((4, 4, 3))
+
+    def forward(self, points):
+        x = self.sub(self.vox(points))
+        y = self.down(x)
+        return self.dense(y), self.up(y, x).feats
+
+
+def _reference_ops():
+    """onnx.reference kernels for the edgec domain, backed by the numpy reference."""
+    from onnx.reference.op_run import OpRun
+
+    class SparseConv3d(OpRun):
+        op_domain = "edgec"
+
+        def _run(self, feats, coords, weight, bias=None, out_coords=None, kernel_size=None, stride=None,
+                 dilation=None, padding=None, subm=0, inverse=0, spatial_shape=None):
+            return ref.sparse_conv3d(feats, coords, weight, bias, kernel_size=kernel_size, stride=stride,
+                                     dilation=dilation, padding=padding, subm=bool(subm), inverse=bool(inverse),
+                                     spatial_shape=spatial_shape, out_coords=out_coords)
+
+    class SparseToDense(OpRun):
+        op_domain = "edgec"
+
+        def _run(self, feats, coords, spatial_shape=None, batch_size=None):
+            return (ref.sparse_to_dense(feats, coords, spatial_shape, batch_size),)
+
+    class Voxelize(OpRun):
+        op_domain = "edgec"
+
+        def _run(self, points, voxel_size=None, point_range=None, max_voxels=None):
+            return ref.voxelize(points, voxel_size, point_range, max_voxels)
+
+    return [SparseConv3d, SparseToDense, Voxelize]
+
+
+def test_export_onnx_structure_and_values(tmp_path):
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    torch.manual_seed(5)
+    net = _ExportNet()
+    rng = np.random.default_rng(0)
+    points = torch.from_numpy(rng.uniform(-0.5, 4.5, (800, 4)).astype(np.float32))
+    path = tmp_path / "sparse.onnx"
+    model = enn.export_onnx(net, (points,), path, output_names=["bev", "seg"])
+    onnx.checker.check_model(model)
+    assert model.ir_version == 10
+    assert {(o.domain, o.version) for o in model.opset_import} >= {("edgec", 1)}
+    nodes = [(n.domain, n.op_type) for n in model.graph.node]
+    assert nodes == [("edgec", "Voxelize"), ("edgec", "SparseConv3d"), ("edgec", "SparseConv3d"),
+                     ("edgec", "SparseToDense"), ("edgec", "SparseConv3d")]
+    attrs = [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in model.graph.node]
+    assert attrs[0] == {"voxel_size": [0.5] * 3, "point_range": [0.0, 0.0, 0.0, 4.0, 4.0, 3.0], "max_voxels": 300}
+    assert attrs[1] == {"kernel_size": [3] * 3, "stride": [1] * 3, "dilation": [1] * 3, "padding": [0] * 3,
+                        "subm": 1, "inverse": 0}
+    assert attrs[2]["spatial_shape"] == [8, 8, 6] and attrs[2]["stride"] == [2] * 3
+    assert attrs[3] == {"spatial_shape": [4, 4, 3], "batch_size": 1}
+    assert attrs[4]["inverse"] == 1
+    conv_inputs = [list(n.input) for n in model.graph.node if n.op_type == "SparseConv3d"]
+    assert len(conv_inputs[0]) == 3                                    # no bias, no out_coords
+    assert len(conv_inputs[1]) == 4                                    # bias
+    assert conv_inputs[2][4] == model.graph.node[1].output[1]          # out_coords = the subm's coords
+    seg = model.graph.output[1].type.tensor_type.shape.dim
+    assert seg[0].dim_param and seg[1].dim_value == 3
+    # values: the exported graph run by ONNX's reference evaluator on the numpy reference ops
+    other = torch.from_numpy(rng.uniform(-0.5, 4.5, (600, 4)).astype(np.float32))  # another scan size
+    got = ReferenceEvaluator(model, new_ops=_reference_ops()).run(None, {"points": other.numpy()})
+    with torch.no_grad():
+        want = net(other)
+    np.testing.assert_allclose(got[0], want[0].numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got[1], want[1].numpy(), rtol=1e-4, atol=1e-5)
