@@ -204,7 +204,7 @@ def compile_model(
         "target": _target_json(tvm_target),
         "toolchain": preset.toolchain,
         "arch": preset.arch,
-        "device": "cuda" if preset.device_kind == "cuda" else "cpu",
+        "device": preset.device_kind if preset.device_kind in ("cuda", "vulkan") else "cpu",
         "model": {"sha256": imported.model_sha256, "format": imported.source_format},
         "options": options.to_json(),
         "layout_transforms": report.layout_transforms,

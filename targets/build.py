@@ -38,6 +38,11 @@ def build_library(mod: tvm.IRModule, preset: Preset, target: tvm.target.Target, 
     fcompile = linker_for(preset, ndk)  # fail on a missing toolchain before the long build
     if preset.device_kind == "cuda":
         check_cuda_compiler()
+    if preset.device_kind == "vulkan":
+        from edgec.targets import vulkan
+
+        vulkan.check_toolchain()
+        vulkan.register()
     executable = tvm.compile(mod, target, relax_pipeline=tvm.transform.Sequential(_finalize_passes(gpu)))
     with tempfile.TemporaryDirectory(prefix="edgec-build-") as tmp:
         path = os.path.join(tmp, "model.so")

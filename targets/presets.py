@@ -48,6 +48,25 @@ def _cuda(arch: str, host: dict, max_threads: int = 1024, shared: int = 49152) -
     }
 
 
+def _vulkan(host: dict, max_threads: int = 256, shared: int = 16384, fp16: bool = True, int8: bool = True,
+            int64: bool = True) -> dict:
+    # thread_warp_size 1: DLight then reduces through shared memory, which every Vulkan device
+    # has, instead of subgroup shuffles, whose availability varies by vendor and shader stage
+    return {
+        "kind": "vulkan",
+        "max_num_threads": max_threads,
+        "max_threads_per_block": max_threads,
+        "max_shared_memory_per_block": shared,
+        "thread_warp_size": 1,
+        "supports_float16": fp16,
+        "supports_16bit_buffer": fp16,
+        "supports_int8": int8,
+        "supports_8bit_buffer": int8,
+        "supports_int64": int64,
+        "host": host,
+    }
+
+
 @dataclass(frozen=True)
 class Preset:
     """One named target. ``target`` is the TVM target dict, host included for GPU targets."""
@@ -132,6 +151,20 @@ _PRESETS: list[Preset] = [
         options={"arch": "sm_80"},
     ),
     Preset(
+        "vulkan",
+        "this machine's Vulkan device (limits and features read from it; any vendor, or lavapipe on the CPU)",
+        _vulkan(_x86("x86-64")),
+    ),
+    Preset(
+        "android-vulkan",
+        "Android phone GPUs through Vulkan (Adreno 6xx/7xx, Mali-G7x, Xclipse limits); aarch64 host code via the NDK",
+        # 256-thread workgroups and 32 KiB shared memory are within Adreno 6xx+ and Mali Valhall
+        # limits; Int64 is optional on Mali, so kernels are built without it
+        _vulkan(_arm_cpu("cortex-a76", ["+neon", "+dotprod", "+fullfp16"], triple=_AARCH64_ANDROID, cores=8),
+                shared=32768, int64=False),
+        toolchain="android-ndk",
+    ),
+    Preset(
         "android-arm64",
         "Android phones, aarch64 (Cortex-A76-class big cores, NEON, dotprod); links with the NDK",
         _arm_cpu("cortex-a76", ["+neon", "+dotprod", "+fullfp16"], triple=_AARCH64_ANDROID, cores=8),
@@ -163,6 +196,27 @@ def _host_cpu_target() -> dict:
     if os.uname().machine == "aarch64":
         target["mtriple"] = _AARCH64_LINUX
     target["num-cores"] = os.cpu_count() or 1
+    return target
+
+
+def _detected_vulkan_target() -> dict:
+    """The ``vulkan`` preset for the device here; Vulkan's portable limits when none can be asked."""
+    from edgec.targets.vulkan.device import DEFAULT_LIMITS, try_query
+
+    info = try_query()
+    host = _host_cpu_target()
+    if info is None:
+        return _vulkan(host, DEFAULT_LIMITS["max_threads_per_block"], DEFAULT_LIMITS["max_shared_memory_per_block"])
+    features = set(info["features"])
+    target = _vulkan(
+        host,
+        max_threads=min(256, info["max_threads_per_block"]),
+        shared=info["max_shared_memory_per_block"],
+        fp16={"shaderFloat16", "storageBuffer16BitAccess"} <= features,
+        int8={"shaderInt8", "storageBuffer8BitAccess"} <= features,
+        int64="shaderInt64" in features,
+    )
+    target["device_name"] = info["name"]
     return target
 
 
@@ -201,6 +255,8 @@ def resolve(spec: str, *, arch: str | None = None) -> Preset:
             return replace(preset, target=_host_cpu_target())
         if arch is not None and preset.device_kind != "cuda":
             raise TargetError(f"--arch applies to CUDA targets only, not {name!r}")
+        if name == "vulkan":
+            return replace(preset, target=_detected_vulkan_target())
         if name == "cuda":
             sm = _cuda_arch(arch)
             return replace(preset, target={**preset.target, "arch": sm}, options={"arch": sm})

@@ -1,5 +1,6 @@
 """What an artifact for an aarch64 Linux device carries besides the model: runtime, runner, README.
 
+    runtime/libedgec_vulkan.so  (Vulkan targets) edgec's Vulkan runtime plugin, for the artifact's machine
     runtime/libtvm_runtime.so   the TVM runtime (Relax VM, param loading) for aarch64
     runtime/libtvm_ffi.so       the tvm-ffi library it links against
     bin/edgec-run               the native runner (source: edgec/runtime/native/runner.cc)
@@ -19,10 +20,47 @@ def bundles_runtime(preset) -> bool:
     return preset.arch == "aarch64" and preset.toolchain == "aarch64-linux-gnu"
 
 
+VULKAN_PLUGIN = "runtime/libedgec_vulkan.so"
+
+
+def vulkan_plugin(preset, options) -> bytes:
+    """The Vulkan runtime plugin for the artifact's machine: built here, or with the NDK for Android."""
+    from edgec.runtime import host_arch
+    from edgec.targets.toolchain import find_aarch64_gxx, find_android_clang
+    from edgec.targets.vulkan import plugin
+
+    if preset.toolchain == "android-ndk":
+        return plugin.library_bytes(find_android_clang(getattr(options, "ndk", None)), cross=True)
+    if preset.toolchain == "aarch64-linux-gnu":
+        return plugin.library_bytes(find_aarch64_gxx(), cross=True)
+    if preset.arch != host_arch():
+        from edgec.errors import ToolchainError
+
+        raise ToolchainError(f"no compiler for a {preset.arch} Vulkan runtime plugin on this {host_arch()} machine")
+    return plugin.library_bytes()
+
+
+def load_vulkan_plugin(artifact, workdir: str) -> None:
+    """Load the artifact's own Vulkan plugin (or, for an artifact without one, one built here)."""
+    import os
+
+    from edgec.targets.vulkan import plugin
+
+    data = artifact.files.get(VULKAN_PLUGIN)
+    if data is None:
+        plugin.load()
+        return
+    path = os.path.join(workdir, os.path.basename(VULKAN_PLUGIN))
+    with open(path, "wb") as f:
+        f.write(data)
+    plugin.load(path)
+
+
 def extra_files(preset, options, manifest: dict | None = None) -> dict[str, bytes]:
     """``{artifact member name: bytes}`` to add for ``preset``; empty for targets that need none."""
+    plugin = {VULKAN_PLUGIN: vulkan_plugin(preset, options)} if preset.device_kind == "vulkan" else {}
     if not bundles_runtime(preset):
-        return {}
+        return plugin
     from edgec.runtime import device_libs, native_build
 
     runtime_dir = getattr(options, "runtime_dir", None)
@@ -30,7 +68,7 @@ def extra_files(preset, options, manifest: dict | None = None) -> dict[str, byte
     with open(native_build.runner_path("aarch64", runtime_dir), "rb") as f:
         files[RUNNER] = f.read()
     files[README] = readme(preset, manifest or {}).encode()
-    return files
+    return {**files, **plugin}
 
 
 def readme(preset, manifest: dict) -> str:

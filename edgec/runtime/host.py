@@ -25,6 +25,10 @@ def _device_for(kind: str):
         if not dev.exist:
             raise ExecutionError("this artifact runs on an NVIDIA GPU (cuda) and this machine has none")
         return dev
+    if kind == "vulkan":
+        from edgec.targets.vulkan.device import require_device
+
+        return require_device(0)
     raise ArtifactError(f"this edgec cannot run artifacts for device {kind!r} here")
 
 
@@ -36,9 +40,13 @@ class HostRunner:
         from tvm import relax
 
         self.artifact = artifact
-        self.device = _device_for(artifact.device)
         self._dir = tempfile.mkdtemp(prefix="edgec-run-")
         weakref.finalize(self, shutil.rmtree, self._dir, True)
+        if artifact.device == "vulkan":  # the plugin registers the device before the library loads
+            from edgec.runtime.device_bundle import load_vulkan_plugin
+
+            load_vulkan_plugin(artifact, self._dir)
+        self.device = _device_for(artifact.device)
         lib_path = os.path.join(self._dir, "model.so")
         with open(lib_path, "wb") as f:
             f.write(artifact.files[LIBRARY])

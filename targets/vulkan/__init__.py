@@ -37,3 +37,10 @@ def load_runtime() -> None:
 def _autoload() -> None:
     """``tvm.backends`` entry point: TVM calls it while it is being imported."""
     register()
+
+
+def check_toolchain() -> None:
+    """Fail before a long build when the shader compiler is missing."""
+    from edgec.targets.vulkan.codegen import _glslang
+
+    _glslang()

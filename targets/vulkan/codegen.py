@@ -5,7 +5,11 @@ reads back) are, little-endian::
 
     "EDGECVK1" u32 kernel_count
     per kernel: str name, u32 buffers, u32 scalars {str dtype, u32 offset}, u32 push_bytes,
-                u32 tags {str tag}, u32 local_size[3], u32 feature_mask, u32 words {u32}, str glsl
+                u32 tags {str tag}, u32 local_size[3], u32 feature_mask, u32 grid_push_offset,
+                u32 words {u32}, str glsl
+
+``grid_push_offset`` (0xFFFFFFFF: none) is where the runtime writes the 1-D grid size of a kernel
+whose grid it may fold into x*y workgroups when it exceeds the device's x limit.
 
 where ``str`` is a u32 length and UTF-8 bytes. Feature bits match the runtime's ``Feature`` enum.
 """
@@ -62,13 +66,16 @@ def pack(kernels: list[tuple[Kernel, bytes]]) -> bytes:
     out = [MAGIC, struct.pack("<I", len(kernels))]
     for k, spirv in kernels:
         push = max((s.offset + s.size for s in k.scalars), default=0)
-        out += [_str(k.name), struct.pack("<II", k.num_buffers, len(k.scalars))]
-        for s in k.scalars:
+        params = [s for s in k.scalars if s.offset != k.grid_push_offset]  # the grid word is the runtime's
+        out += [_str(k.name), struct.pack("<II", k.num_buffers, len(params))]
+        for s in params:
             out += [_str(s.dtype), struct.pack("<I", s.offset)]
         out += [struct.pack("<II", push, len(k.launch_tags))]
         out += [_str(t) for t in k.launch_tags]
         mask = sum(FEATURE_BITS[f] for f in k.features)
-        out += [struct.pack("<IIII", *k.local_size, mask), struct.pack("<I", len(spirv) // 4), spirv, _str(k.source)]
+        grid = 0xFFFFFFFF if k.grid_push_offset < 0 else k.grid_push_offset
+        out += [struct.pack("<IIIII", *k.local_size, mask, grid), struct.pack("<I", len(spirv) // 4), spirv,
+                _str(k.source)]
     return b"".join(out)
 
 
@@ -89,7 +96,9 @@ def build(mod, target):
     from edgec.targets.vulkan import plugin
 
     _check_limits(mod, target)
-    blob = pack(generate(mod))
+    kernels = generate(mod)
+    _check_features(kernels, target)
+    blob = pack(kernels)
     plugin.load()
     return tvm.get_global_func("ffi.Module.load_from_bytes.vulkan")(blob)
 
@@ -104,6 +113,24 @@ def _check_limits(mod, target) -> None:
         if threads > limit:
             raise CompileError(f"Vulkan kernel {gvar.name_hint} uses {threads} threads per workgroup; "
                                f"the target allows {limit}")
+
+
+#: target flag that allows each shader feature (a TVM vulkan target attribute)
+_TARGET_FLAG = {"shaderFloat16": "supports_float16", "storageBuffer16BitAccess": "supports_16bit_buffer",
+                "shaderInt8": "supports_int8", "storageBuffer8BitAccess": "supports_8bit_buffer",
+                "shaderInt64": "supports_int64"}
+
+
+def _check_features(kernels, target) -> None:
+    """A kernel may use a feature only if the target says the device has it; name what is missing."""
+    for kernel, _ in kernels:
+        for feature in sorted(kernel.features):
+            flag = _TARGET_FLAG.get(feature)
+            if flag and not bool(target.attrs.get(flag, False)):
+                raise CompileError(
+                    f"Vulkan kernel {kernel.name} needs the device feature {feature}, which target "
+                    f"{target.attrs.get('device_name', 'vulkan')} lacks ({flag} is false); keep the model in "
+                    "float32, or compile for a device that has it")
 
 
 def _thread_extents(stmt) -> list[tuple[str, int]]:

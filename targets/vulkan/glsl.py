@@ -83,9 +83,11 @@ _BINARY = {
 }
 _VECTOR_COMPARE = {tirx.EQ: "equal", tirx.NE: "notEqual", tirx.LT: "lessThan", tirx.LE: "lessThanEqual",
                    tirx.GT: "greaterThan", tirx.GE: "greaterThanEqual"}
-_BITWISE_OPS = {"tirx.bitwise_and": "&", "tirx.bitwise_or": "|", "tirx.bitwise_xor": "^",
-                "tirx.shift_left": "<<", "tirx.shift_right": ">>"}
+_BITWISE_OPS = {"bitwise_and": "&", "bitwise_or": "|", "bitwise_xor": "^", "shift_left": "<<",
+                "shift_right": ">>"}
 _THREAD_BUILTIN = {"blockIdx": "gl_WorkGroupID", "threadIdx": "gl_LocalInvocationID"}
+#: push constant holding the true 1-D grid size, for kernels whose grid may be folded into 2-D
+GRID_PUSH_NAME = "edgec_grid_x"
 
 
 @dataclass
@@ -107,6 +109,7 @@ class Kernel:
     launch_tags: list[str]
     local_size: tuple[int, int, int]
     features: set[str] = field(default_factory=set)
+    grid_push_offset: int = -1  # where the runtime writes the 1-D grid size; -1: grid is never folded
 
 
 def dtype_of(node) -> "tvm_ffi.dtype":  # noqa: F821  (the tvm-ffi dtype type)
@@ -145,6 +148,7 @@ class _Emitter:
         self.local_size = [1, 1, 1]
         self.launch_extents: dict[str, int] = {}
         self.pending: list[str] = []  # statements hoisted out of expressions (Let)
+        self.fold_grid = False
 
     # -- names and types --------------------------------------------------------------------
 
@@ -202,7 +206,13 @@ class _Emitter:
                 pass
             else:
                 name = self.bind(var)
-                self.line(f"{self.ty(dtype_of(var))} {name} = {self.ty(dtype_of(var))}({_THREAD_BUILTIN[kind]}.{axis});")
+                t = self.ty(dtype_of(var))
+                if tag == "blockIdx.x" and self.fold_grid:
+                    # a 1-D grid wider than the device's x limit is dispatched as x*y workgroups
+                    self.line(f"{t} {name} = {t}(gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x);")
+                    self.line(f"if ({name} >= {t}(pc.{GRID_PUSH_NAME})) {{ return; }}")
+                else:
+                    self.line(f"{t} {name} = {t}({_THREAD_BUILTIN[kind]}.{axis});")
         self.stmt(s.body)
 
     def stmt_Bind(self, s):
@@ -292,7 +302,7 @@ class _Emitter:
 
     def stmt_Evaluate(self, s):
         v = s.value
-        if isinstance(v, tvm.ir.expr.Call) and v.op.name == "tirx.tvm_storage_sync":
+        if isinstance(v, tvm.ir.expr.Call) and v.op.name.endswith(".tvm_storage_sync"):
             scope = v.args[0].value
             if scope.startswith("shared"):
                 self.line("memoryBarrierShared();")
@@ -499,28 +509,30 @@ class _Emitter:
         return f"{self.ty(want)}({', '.join(parts)})"
 
     def expr_Call(self, e):
-        op = e.op.name
+        op = e.op.name.split(".", 1)[-1]  # ops are named tirx.* or prim.* depending on where they come from
         args = e.args
-        if op in ("tirx.call_pure_extern", "tirx.call_extern"):
+        if op in ("call_pure_extern", "call_extern"):
             fname = args[0].value
-            return self._math(fname.removesuffix("f") if fname not in _MATH else fname, args[1:], e)
-        if op == "tirx.if_then_else":
+            return self._math(fname if fname in _MATH else fname.removesuffix("f"), args[1:], e)
+        if op == "if_then_else":
             return f"({self.expr(args[0])} ? {self.expr(args[1])} : {self.expr(args[2])})"
-        if op in ("tirx.likely", "tirx.assume"):
-            return self.expr(args[0]) if op == "tirx.likely" else "true"
+        if op == "likely":
+            return self.expr(args[0])
+        if op == "assume":
+            return "true"
         if op in _BITWISE_OPS:
             return f"({self.expr(args[0])} {_BITWISE_OPS[op]} {self.expr(args[1])})"
-        if op == "tirx.bitwise_not":
+        if op == "bitwise_not":
             return f"(~{self.expr(args[0])})"
-        if op == "tirx.reinterpret":
+        if op == "reinterpret":
             return self._reinterpret(args[0], dtype_of(e))
-        if op == "tirx.clz":
+        if op == "clz":
             return f"(31 - findMSB({self.expr(args[0])}))"
-        if op == "tirx.infinity":
+        if op == "infinity":
             return self.expr(tirx.FloatImm(str(dtype_of(e)), float("inf")))
-        if op.startswith("tirx."):
-            return self._math(op[len("tirx."):], args, e)
-        raise CompileError(f"Vulkan codegen: kernel {self.name} calls {op}, which has no GLSL form")
+        if op in _MATH:
+            return self._math(op, args, e)
+        raise CompileError(f"Vulkan codegen: kernel {self.name} calls {e.op.name}, which has no GLSL form")
 
     def _math(self, fname: str, args, e) -> str:
         glsl = _MATH.get(fname)
@@ -611,13 +623,19 @@ def emit_kernel(func: tirx.PrimFunc, name: str) -> Kernel:
             em.names[param] = f"pc.{arg_name}"
             scalars.append(ScalarArg(arg_name, dtype, offset, size))
             offset += size
+    launch_tags = [str(t) for t in (func.attrs.get("tirx.kernel_launch_params") or [])]
+    grid_offset = -1
+    if "blockIdx.x" in launch_tags and not {"blockIdx.y", "blockIdx.z"} & set(launch_tags):
+        em.fold_grid = True
+        grid_offset = offset
+        scalars.append(ScalarArg(GRID_PUSH_NAME, "uint32", offset, 4))
+        offset += 4
     if offset > 128:
         raise CompileError(f"Vulkan codegen: kernel {name} has {offset} bytes of scalar arguments (at most 128)")
     em.stmt(func.body)
-    launch_tags = [str(t) for t in (func.attrs.get("tirx.kernel_launch_params") or [])]
     source = _assemble(em, buffer_decls, scalars)
     return Kernel(name, source, len(buffer_decls), scalars, launch_tags, tuple(em.local_size),
-                  _features(em))
+                  _features(em), grid_offset)
 
 
 def _features(em: _Emitter) -> set[str]:

@@ -42,10 +42,30 @@ def _paths() -> dict[str, str]:
 
 
 def _vulkan_headers() -> str | None:
+    """A folder holding only ``vulkan/`` (and ``vk_video/``), safe to put on a cross compiler's path."""
     for root in (os.environ.get("VULKAN_SDK", ""), "/usr", "/usr/local"):
-        if root and os.path.isfile(os.path.join(root, "include", "vulkan", "vulkan.h")):
-            return os.path.join(root, "include")
-    return None
+        include = os.path.join(root, "include") if root else ""
+        if include and os.path.isfile(os.path.join(include, "vulkan", "vulkan.h")):
+            break
+    else:
+        return None
+    staged = os.path.join(cache_root(), "vulkan", "include")
+    if not os.path.isfile(os.path.join(staged, "vulkan", "vulkan.h")):
+        tmp = tempfile.mkdtemp(prefix=".include-", dir=os.path.dirname(staged) if os.path.isdir(
+            os.path.dirname(staged)) else _mkdirs(os.path.dirname(staged)))
+        for sub in ("vulkan", "vk_video"):
+            if os.path.isdir(os.path.join(include, sub)):
+                shutil.copytree(os.path.join(include, sub), os.path.join(tmp, sub))
+        try:
+            os.rename(tmp, staged)
+        except OSError:  # staged by a concurrent build
+            shutil.rmtree(tmp, ignore_errors=True)
+    return staged
+
+
+def _mkdirs(path: str) -> str:
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 def _compiler(cxx: str | None = None) -> str:
@@ -125,7 +145,12 @@ def _registered() -> bool:
     return tvm.get_global_func("edgec.vulkan.device_info", allow_missing=True) is not None
 
 
-def library_bytes() -> bytes:
-    """The plugin for this machine, to ship inside an artifact."""
-    with open(build(), "rb") as f:
+def library_bytes(cxx: str | None = None, cross: bool = False) -> bytes:
+    """The plugin to ship inside an artifact: for this machine, or built with the cross compiler ``cxx``.
+
+    A cross build links no TVM library (none for the device is at hand); the symbols resolve
+    against the TVM runtime the device process has already loaded.
+    """
+    flags = ["-static-libstdc++"] if cross else None
+    with open(build(cxx, flags, link_tvm=not cross), "rb") as f:
         return f.read()

@@ -724,6 +724,7 @@ struct KernelInfo {
   std::vector<std::string> launch_tags;
   uint32_t local_size[3] = {1, 1, 1};
   uint32_t features = 0;
+  uint32_t grid_push_offset = UINT32_MAX;  // set: the shader reads the 1-D grid size here
   std::vector<uint32_t> spirv;
   std::string source;
 };
@@ -816,6 +817,7 @@ class VulkanModuleObj : public ffi::ModuleObj {
       for (uint32_t i = 0; i < nt; ++i) k.launch_tags.push_back(r.Str());
       for (uint32_t& v : k.local_size) v = r.U32();
       k.features = r.U32();
+      k.grid_push_offset = r.U32();
       uint32_t nw = r.U32();
       k.spirv.resize(nw);
       r.Bytes(k.spirv.data(), nw * 4);
@@ -878,6 +880,14 @@ class VulkanModuleObj : public ffi::ModuleObj {
     if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0) return;
     Gpu& gpu = Instance::Get().Device(device_id);
     const VkPhysicalDeviceLimits& lim = gpu.info().props.limits;
+    if (info.grid_push_offset != UINT32_MAX) {
+      uint32_t n = grid[0];
+      std::memcpy(push.data() + info.grid_push_offset, &n, 4);
+      if (n > lim.maxComputeWorkGroupCount[0]) {
+        grid[1] = (n + lim.maxComputeWorkGroupCount[0] - 1) / lim.maxComputeWorkGroupCount[0];
+        grid[0] = (n + grid[1] - 1) / grid[1];
+      }
+    }
     for (int a = 0; a < 3; ++a) {
       if (grid[a] > lim.maxComputeWorkGroupCount[a]) {
         TVM_FFI_THROW(RuntimeError) << "kernel " << info.name << " needs " << grid[a] << " workgroups along "
