@@ -8,7 +8,7 @@ import io
 import os
 import zipfile
 
-from edgec.errors import CompileError, InputError, ModelError
+from edgec.errors import CompileError, EdgecError, InputError, ModelError
 from edgec.frontend.imported import ImportedModel, read_model_file
 from edgec.signature import TensorSpec, random_feeds
 
@@ -26,6 +26,9 @@ def load_pt2(path: str):
     data = read_model_file(path)
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise ModelError(f"{path} is not a torch.export archive (.pt2 files are zip archives)")
+    from edgec.frontend.torch_sparse import register_ops
+
+    register_ops()  # a program may call edgec.nn's sparse ops; torch must know them to load it
     try:
         program = torch.export.load(io.BytesIO(data))
     except Exception as err:  # torch raises many types for a damaged archive
@@ -77,8 +80,13 @@ def import_torch(source, inputs: dict[str, TensorSpec] | None = None) -> Importe
     input_specs, output_specs = _signature(program)
     from tvm.relax.frontend.torch import from_exported_program
 
+    from edgec.frontend.torch_sparse import custom_convert_map
+
     try:
-        mod = from_exported_program(program, unwrap_unit_return_tuple=False)
+        mod = from_exported_program(program, unwrap_unit_return_tuple=False,
+                                    custom_convert_map=custom_convert_map(program))
+    except EdgecError:
+        raise
     except Exception as err:
         raise CompileError(f"TVM's PyTorch importer failed: {_short(err)}") from err
     return ImportedModel(mod, input_specs, output_specs, source_bytes=data, source_format="torch")
