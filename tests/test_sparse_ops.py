@@ -53,12 +53,13 @@ VARIANTS = {
 
 
 def _ref_kwargs(attrs):
-    return {k: v for k, v in attrs.items() if k not in ("dataflow", "activation", "max_points")}
+    return {k: v for k, v in attrs.items() if k not in ("dataflow", "activation", "max_points", "kernel_map")}
 
 
+@pytest.mark.parametrize("kernel_map", ["hash", "sort"])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_conv_matches_reference_both_dataflows(variant):
-    attrs = VARIANTS[variant]
+def test_conv_matches_reference_both_dataflows(variant, kernel_map):
+    attrs = dict(VARIANTS[variant], kernel_map=kernel_map)
     rng = np.random.default_rng(len(variant))
     cin, cout = 3, 7  # odd channel counts
     w = rng.standard_normal((*attrs["kernel_size"], cin, cout)).astype(np.float32)
@@ -125,7 +126,7 @@ def test_layers_sharing_coordinates_share_one_kernel_map():
     text = import_model(model, None).mod.script()
     # one sorted index of the coordinates, one map per geometry (plain and dilated), four convs
     assert text.count("R.call_tir(cls.sparse_pack_keys") == 1
-    assert text.count("R.call_tir(cls.sparse_neighbor_map") == 2
+    assert text.count("R.call_tir(cls.sparse_neighbor_merge") == 2
     assert text.count("R.call_tir(cls.sparse_conv_") == 4
 
 

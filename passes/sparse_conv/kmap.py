@@ -23,9 +23,16 @@ import itertools
 from tvm.script import tirx as T
 
 SENTINEL = (1 << 63) - 1  # sorts after every real key
+EMPTY = -1  # a free hash-table slot (real keys are >= 0)
 FIELD = 1 << 16
 THREADS = 256
 ATTRS = {"tirx.is_scheduled": True, "tirx.noalias": True, "op_pattern": 8}
+
+
+def hash_slot(key, cap):
+    """Multiplicative hash of an int64 key onto [0, cap) (unsigned: no signed-overflow UB)."""
+    mixed = (T.Cast("uint64", key) * T.uint64(0x5851F42D4C957F2D)) >> T.uint64(32)
+    return T.Cast("int64", (mixed * T.Cast("uint64", cap)) >> T.uint64(32))
 
 
 def offsets(kernel_size):
@@ -91,14 +98,16 @@ def sorted_keys(gpu: bool):
     return sparse_sorted_keys
 
 
-def neighbor_map(kvol: int, stride, pad, dil, inverse: bool, gpu: bool):
-    """out coords [m, 4], offsets [K, 3], sorted input keys [n], order [n] -> nbr [m, K] int32."""
+def neighbor_map(kvol: int, stride, pad, dil, inverse: bool, gpu: bool, hashed: bool = False):
+    """out coords [m, 4], offsets [K, 3], index -> nbr [m, K] int32. The index is the sorted keys
+    [n] and their order [n], or with ``hashed`` a hash table's keys [cap] and rows [cap]
+    (``hashmap.build``): O(1) probes instead of a binary search, for CPUs."""
     sx, sy, sz = stride
     px, py, pz = pad
     dx, dy, dz = dil
 
     @T.macro(hygienic=False)
-    def lookup(j, inverse, sx, sy, sz, px, py, pz, dx, dy, dz):
+    def lookup(j, inverse, hashed, sx, sy, sz, px, py, pz, dx, dy, dz):
         lo = T.decl_buffer((1,), "int64", scope="local")
         hi = T.decl_buffer((1,), "int64", scope="local")
         src = T.decl_buffer((3,), "int32", scope="local")
@@ -122,19 +131,29 @@ def neighbor_map(kvol: int, stride, pad, dil, inverse: bool, gpu: bool):
                     ok[0] = 0
             NB[j, a] = -1
             if ok[0] == 1:
-                lo[0] = T.int64(0)
-                hi[0] = n
-                while lo[0] < hi[0]:
-                    if SK[(lo[0] + hi[0]) // T.int64(2)] < (
+                if hashed:
+                    lo[0] = hash_slot(T.Cast("int64", Q[j, 0]) * T.int64(1 << 48) + T.Cast("int64", src[0]) * T.int64(1 << 32)
+                                      + T.Cast("int64", src[1]) * T.int64(1 << 16) + T.Cast("int64", src[2]), n)
+                    while SK[lo[0]] != T.int64(-1) and SK[lo[0]] != (
                             T.Cast("int64", Q[j, 0]) * T.int64(1 << 48) + T.Cast("int64", src[0]) * T.int64(1 << 32)
                             + T.Cast("int64", src[1]) * T.int64(1 << 16) + T.Cast("int64", src[2])):
-                        lo[0] = (lo[0] + hi[0]) // T.int64(2) + T.int64(1)
-                    else:
-                        hi[0] = (lo[0] + hi[0]) // T.int64(2)
-                if lo[0] < n:
-                    if SK[lo[0]] == (T.Cast("int64", Q[j, 0]) * T.int64(1 << 48) + T.Cast("int64", src[0]) * T.int64(1 << 32)
-                                     + T.Cast("int64", src[1]) * T.int64(1 << 16) + T.Cast("int64", src[2])):
+                        lo[0] = T.if_then_else(lo[0] + T.int64(1) == n, T.int64(0), lo[0] + T.int64(1))
+                    if SK[lo[0]] != T.int64(-1):
                         NB[j, a] = Ord[lo[0]]
+                else:
+                    lo[0] = T.int64(0)
+                    hi[0] = n
+                    while lo[0] < hi[0]:
+                        if SK[(lo[0] + hi[0]) // T.int64(2)] < (
+                                T.Cast("int64", Q[j, 0]) * T.int64(1 << 48) + T.Cast("int64", src[0]) * T.int64(1 << 32)
+                                + T.Cast("int64", src[1]) * T.int64(1 << 16) + T.Cast("int64", src[2])):
+                            lo[0] = (lo[0] + hi[0]) // T.int64(2) + T.int64(1)
+                        else:
+                            hi[0] = (lo[0] + hi[0]) // T.int64(2)
+                    if lo[0] < n:
+                        if SK[lo[0]] == (T.Cast("int64", Q[j, 0]) * T.int64(1 << 48) + T.Cast("int64", src[0]) * T.int64(1 << 32)
+                                         + T.Cast("int64", src[1]) * T.int64(1 << 16) + T.Cast("int64", src[2])):
+                            NB[j, a] = Ord[lo[0]]
 
     @T.prim_func(private=True, s_tir=True)
     def sparse_neighbor_map(q: T.handle, offs: T.Buffer((kvol, 3), "int32"), sk: T.handle, o: T.handle,
@@ -152,10 +171,10 @@ def neighbor_map(kvol: int, stride, pad, dil, inverse: bool, gpu: bool):
                 for bx in T.thread_binding(T.ceildiv(m, T.int64(THREADS)), thread="blockIdx.x"):
                     for tx in T.thread_binding(T.int64(THREADS), thread="threadIdx.x"):
                         if bx * T.int64(THREADS) + tx < m:
-                            lookup(bx * T.int64(THREADS) + tx, inverse, sx, sy, sz, px, py, pz, dx, dy, dz)
+                            lookup(bx * T.int64(THREADS) + tx, inverse, hashed, sx, sy, sz, px, py, pz, dx, dy, dz)
             else:
                 for j in T.parallel(m):
-                    lookup(j, inverse, sx, sy, sz, px, py, pz, dx, dy, dz)
+                    lookup(j, inverse, hashed, sx, sy, sz, px, py, pz, dx, dy, dz)
 
     return sparse_neighbor_map
 
@@ -270,3 +289,96 @@ def decode_keys(gpu: bool):
                     decode(j)
 
     return sparse_decode
+
+
+def neighbor_map_merge(kvol: int, stride, pad, dil, inverse: bool, identity_order: bool):
+    """CPU neighbour map by merging sorted lists: query keys [m] (sorted) and their rows [m],
+    offsets, sorted input keys [n] and order [n] -> nbr [m, K].
+
+    A translation (and a positive per-axis scale, or an exact division) keeps lexicographic order,
+    so for each offset the source keys of sorted queries are sorted too: one pointer per offset
+    walks the input keys forward (a binary search restarts it when the gap is long), and the
+    lookups touch memory in order. Parallel over chunks of queries. With ``identity_order`` the
+    query rows are 0..m-1 (a strided conv's sorted output) and the rows argument is ignored."""
+    sx, sy, sz = stride
+    px, py, pz = pad
+    dx, dy, dz = dil
+    chunk = 512
+
+    @T.prim_func(private=True, s_tir=True)
+    def sparse_neighbor_merge(qk: T.handle, qo: T.handle, offs: T.Buffer((kvol, 3), "int32"), sk: T.handle,
+                              o: T.handle, nb: T.handle):
+        T.func_attr(ATTRS)
+        m = T.int64()
+        mo = T.int64()
+        n = T.int64()
+        QK = T.match_buffer(qk, (m,), "int64")
+        QO = T.match_buffer(qo, (mo,), "int32")
+        SK = T.match_buffer(sk, (n,), "int64")
+        Ord = T.match_buffer(o, (n,), "int32")
+        NB = T.match_buffer(nb, (m, kvol), "int32")
+        with T.sblock("root"):
+            for c in T.parallel(T.ceildiv(m, T.int64(chunk))):
+                pos = T.decl_buffer((kvol,), "int64", scope="local")
+                q = T.decl_buffer((4,), "int32", scope="local")
+                src = T.decl_buffer((3,), "int32", scope="local")
+                key = T.decl_buffer((1,), "int64", scope="local")
+                hi = T.decl_buffer((1,), "int64", scope="local")
+                ok = T.decl_buffer((1,), "int32", scope="local")
+                row = T.decl_buffer((1,), "int64", scope="local")
+                for a in range(kvol):
+                    pos[a] = T.int64(-1)
+                for r in range(chunk):
+                    if c * T.int64(chunk) + T.int64(r) < m:
+                        if identity_order:
+                            row[0] = c * T.int64(chunk) + T.int64(r)
+                        else:
+                            row[0] = T.Cast("int64", QO[c * T.int64(chunk) + T.int64(r)])
+                        q[0] = T.Cast("int32", QK[c * T.int64(chunk) + T.int64(r)] >> T.int64(48))
+                        q[1] = T.Cast("int32", (QK[c * T.int64(chunk) + T.int64(r)] >> T.int64(32)) & T.int64(FIELD - 1))
+                        q[2] = T.Cast("int32", (QK[c * T.int64(chunk) + T.int64(r)] >> T.int64(16)) & T.int64(FIELD - 1))
+                        q[3] = T.Cast("int32", QK[c * T.int64(chunk) + T.int64(r)] & T.int64(FIELD - 1))
+                        for a in range(kvol):
+                            ok[0] = 1
+                            for t in range(3):
+                                if inverse:
+                                    src[t] = T.floordiv(q[t + 1] + T.Select(t == 0, px, T.Select(t == 1, py, pz)) - offs[a, t]
+                                                        * T.Select(t == 0, dx, T.Select(t == 1, dy, dz)),
+                                                        T.Select(t == 0, sx, T.Select(t == 1, sy, sz)))
+                                    if T.floormod(q[t + 1] + T.Select(t == 0, px, T.Select(t == 1, py, pz)) - offs[a, t]
+                                                  * T.Select(t == 0, dx, T.Select(t == 1, dy, dz)),
+                                                  T.Select(t == 0, sx, T.Select(t == 1, sy, sz))) != 0:
+                                        ok[0] = 0
+                                else:
+                                    src[t] = q[t + 1] * T.Select(t == 0, sx, T.Select(t == 1, sy, sz)) - T.Select(
+                                        t == 0, px, T.Select(t == 1, py, pz)) + offs[a, t] * T.Select(t == 0, dx, T.Select(t == 1, dy, dz))
+                                if src[t] < 0 or src[t] >= FIELD:
+                                    ok[0] = 0
+                            NB[row[0], a] = -1
+                            if ok[0] == 1:
+                                key[0] = (T.Cast("int64", q[0]) * T.int64(1 << 48) + T.Cast("int64", src[0]) * T.int64(1 << 32)
+                                          + T.Cast("int64", src[1]) * T.int64(1 << 16) + T.Cast("int64", src[2]))
+                                # a short forward walk, else a binary search over what is left
+                                if pos[a] >= T.int64(0):
+                                    for _step in range(8):
+                                        if pos[a] < n:
+                                            if SK[pos[a]] < key[0]:
+                                                pos[a] = pos[a] + T.int64(1)
+                                # (TIR's `or` evaluates both sides: no load through a negative pos)
+                                ok[0] = T.Cast("int32", pos[a] < T.int64(0))
+                                if pos[a] >= T.int64(0) and pos[a] < n:
+                                    if SK[pos[a]] < key[0]:
+                                        ok[0] = 1
+                                if ok[0] == 1:
+                                    hi[0] = n
+                                    pos[a] = T.max(pos[a], T.int64(0))
+                                    while pos[a] < hi[0]:
+                                        if SK[(pos[a] + hi[0]) // T.int64(2)] < key[0]:
+                                            pos[a] = (pos[a] + hi[0]) // T.int64(2) + T.int64(1)
+                                        else:
+                                            hi[0] = (pos[a] + hi[0]) // T.int64(2)
+                                if pos[a] < n:
+                                    if SK[pos[a]] == key[0]:
+                                        NB[row[0], a] = Ord[pos[a]]
+
+    return sparse_neighbor_merge

@@ -20,11 +20,12 @@ import tvm
 from tvm import relax, tirx
 
 from edgec.errors import BadInputError
-from edgec.passes.sparse_conv import conv, dense, kmap
+from edgec.passes.sparse_conv import conv, dense, hashmap, kmap
 from edgec.passes.sparse_conv.reference import output_extent
 
 DEFAULT_MAX_POINTS = 1 << 20
 DATAFLOWS = ("implicit_gemm", "gather_scatter")
+KERNEL_MAPS = ("hash", "sort")
 
 
 class SparseError(BadInputError):
@@ -50,6 +51,7 @@ class SparseConvAttrs:
     relu: bool = False  # fused ReLU epilogue
     dataflow: str = "auto"  # "implicit_gemm", "gather_scatter", or "auto" (a size heuristic)
     max_points: int = DEFAULT_MAX_POINTS
+    kernel_map: str = "auto"  # "hash" (CPU), "sort" (sort + binary search), or "auto": hash on CPUs
     name: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -70,6 +72,8 @@ class SparseConvAttrs:
                               f"kernel_size={self.kernel_size} stride={self.stride}")
         if self.dataflow not in ("auto",) + DATAFLOWS:
             raise SparseError(f"{where}: dataflow {self.dataflow!r} is not one of auto, {', '.join(DATAFLOWS)}")
+        if self.kernel_map not in ("auto",) + KERNEL_MAPS:
+            raise SparseError(f"{where}: kernel_map {self.kernel_map!r} is not one of auto, hash, sort")
         if not 0 < int(self.max_points) <= 1 << 31:
             raise SparseError(f"{where}: max_points={self.max_points} must be in [1, 2^31]")
 
@@ -128,19 +132,38 @@ def _check_coords(expr, what: str):
         raise SparseError(f"{what} must have 4 columns (batch, x, y, z), got shape {list(ty.shape)}")
 
 
-def _coord_index(bb, coords, max_points: int, gpu: bool):
-    """(sorted keys [n], order [n]) of a coordinate tensor; refuses bad coordinates at run time."""
+def _methods(attrs: SparseConvAttrs, gpu: bool) -> tuple[str, str]:
+    """(lookup, sites): how neighbours are found ("hash" probes, "merge" of sorted lists on CPUs,
+    "search" = binary search on GPUs) and how strided output sites are deduplicated ("hash" or
+    "sort"). ``auto``: merge + hash on CPUs, search + sort on GPUs."""
+    if attrs.kernel_map == "hash":
+        if gpu:
+            raise SparseError(f"SparseConv3d {attrs.name!r}: the hash kernel map runs on CPUs only; use sort")
+        return "hash", "hash"
+    if gpu:
+        return "search", "sort"
+    return ("merge", "sort") if attrs.kernel_map == "sort" else ("merge", "hash")
+
+
+def _coord_index(bb, coords, max_points: int, gpu: bool, hashed: bool):
+    """The lookup index of a coordinate tensor: a hash table (keys, rows) or the sorted keys and
+    their order. Refuses bad coordinates at run time."""
 
     def make():
         n = _rows(coords)
         keys = bb.emit(relax.call_tir(bb.add_func(kmap.pack_keys(max_points, gpu), "sparse_pack_keys"),
                                       [coords], _t([n], "int64")))
+        if hashed:
+            cap = hashmap.table_size(n)
+            table = bb.emit(relax.call_tir(bb.add_func(hashmap.build(), "sparse_hash_build"), [keys],
+                                           [_t([cap], "int64"), _t([cap], "int32")]))
+            return relax.TupleGetItem(table, 0), relax.TupleGetItem(table, 1)
         order = bb.emit(relax.op.argsort(keys, axis=0, dtype="int32"))
         skeys = bb.emit(relax.call_tir(bb.add_func(kmap.sorted_keys(gpu), "sparse_sorted_keys"),
                                        [keys, order], _t([n], "int64")))
         return skeys, order
 
-    return _cached(bb, ("index", coords, max_points), make)
+    return _cached(bb, ("index", coords, max_points, hashed), make)
 
 
 def _offsets_const(kernel_size):
@@ -148,7 +171,7 @@ def _offsets_const(kernel_size):
 
 
 def _strided_sites(bb, coords, attrs: SparseConvAttrs, gpu: bool):
-    """Sorted unique output coordinates [M, 4] of a strided (generalized) conv; M is data-dependent."""
+    """(sorted keys [M], coordinates [M, 4]) of a strided conv's unique output sites; M depends on the data."""
 
     def make():
         n = _rows(coords)
@@ -158,35 +181,59 @@ def _strided_sites(bb, coords, attrs: SparseConvAttrs, gpu: bool):
             if min(extent) < 1:
                 raise SparseError(f"SparseConv3d {attrs.name!r}: spatial_shape {attrs.spatial_shape} leaves no output")
         length = n * attrs.kvol
-        cand_fn = kmap.candidates(attrs.kvol, attrs.stride, attrs.padding, attrs.dilation, extent, gpu)
-        cand = bb.emit(relax.call_tir(bb.add_func(cand_fn, "sparse_out_candidates"),
-                                      [coords, _offsets_const(attrs.kernel_size)], _t([length], "int64")))
-        ordered = bb.emit(relax.op.sort(cand, axis=0))
-        uniq = bb.emit(relax.call_tir(bb.add_func(kmap.unique_sorted(gpu), "sparse_unique"), [ordered],
-                                      [_t([length], "int64"), _t([1], "int64")]))
-        shape = bb.emit(relax.op.tensor_to_shape(relax.TupleGetItem(uniq, 1)))
+        offs = _offsets_const(attrs.kernel_size)
+        hashed = _methods(attrs, gpu)[1] == "hash"
+        if hashed:
+            cap = hashmap.table_size(n, hashmap.sites_bound(attrs.kernel_size, attrs.stride, attrs.dilation))
+            fn = hashmap.sites(attrs.kvol, attrs.stride, attrs.padding, attrs.dilation, extent)
+            found = bb.emit(relax.call_tir(bb.add_func(fn, "sparse_hash_sites"), [coords, offs],
+                                           [_t([cap], "int64"), _t([length], "int64"), _t([1], "int64")]))
+            keys, count = relax.TupleGetItem(found, 1), relax.TupleGetItem(found, 2)
+        else:
+            cand_fn = kmap.candidates(attrs.kvol, attrs.stride, attrs.padding, attrs.dilation, extent, gpu)
+            cand = bb.emit(relax.call_tir(bb.add_func(cand_fn, "sparse_out_candidates"), [coords, offs],
+                                          _t([length], "int64")))
+            ordered = bb.emit(relax.op.sort(cand, axis=0))
+            uniq = bb.emit(relax.call_tir(bb.add_func(kmap.unique_sorted(gpu), "sparse_unique"), [ordered],
+                                          [_t([length], "int64"), _t([1], "int64")]))
+            keys, count = relax.TupleGetItem(uniq, 0), relax.TupleGetItem(uniq, 1)
+        shape = bb.emit(relax.op.tensor_to_shape(count))
         m = tirx.Var("sparse_m", "int64")
         bb.match_cast(shape, relax.ShapeType([m]))
-        return bb.emit(relax.call_tir(bb.add_func(kmap.decode_keys(gpu), "sparse_decode"),
-                                      [relax.TupleGetItem(uniq, 0)], _t([m, 4], "int32")))
+        keys = bb.emit(relax.call_tir(bb.add_func(hashmap.take_prefix(gpu), "sparse_take_prefix"), [keys],
+                                      _t([m], "int64")))
+        if hashed:  # only the unique sites get sorted
+            keys = bb.emit(relax.op.sort(keys, axis=0))
+        return keys, bb.emit(relax.call_tir(bb.add_func(kmap.decode_keys(gpu), "sparse_decode"), [keys],
+                                            _t([m, 4], "int32")))
 
-    return _cached(bb, ("sites", coords, attrs.geometry()), make)
+    return _cached(bb, ("sites", coords, attrs.geometry(), _methods(attrs, gpu)), make)
 
 
-def _neighbors(bb, out_coords, coords, attrs: SparseConvAttrs, gpu: bool):
-    """nbr [M, K] int32: for each output row and kernel offset, the input row or -1."""
+def _neighbors(bb, out_coords, coords, attrs: SparseConvAttrs, gpu: bool, out_keys=None):
+    """nbr [M, K] int32: for each output row and kernel offset, the input row or -1.
+
+    ``out_keys``: the output sites' sorted keys when their rows are already in key order."""
 
     def make():
-        skeys, order = _coord_index(bb, coords, attrs.max_points, gpu)
+        lookup = _methods(attrs, gpu)[0]
+        index = _coord_index(bb, coords, attrs.max_points, gpu, lookup == "hash")
         pad = attrs.padding
         if attrs.subm:  # centred kernel
             pad = tuple((k - 1) // 2 * d for k, d in zip(attrs.kernel_size, attrs.dilation))
-        fn = kmap.neighbor_map(attrs.kvol, attrs.stride, pad, attrs.dilation, attrs.inverse, gpu)
-        return bb.emit(relax.call_tir(bb.add_func(fn, "sparse_neighbor_map"),
-                                      [out_coords, _offsets_const(attrs.kernel_size), skeys, order],
-                                      _t([_rows(out_coords), attrs.kvol], "int32")))
+        offs = _offsets_const(attrs.kernel_size)
+        ty = _t([_rows(out_coords), attrs.kvol], "int32")
+        if lookup != "merge":
+            fn = kmap.neighbor_map(attrs.kvol, attrs.stride, pad, attrs.dilation, attrs.inverse, gpu, lookup == "hash")
+            return bb.emit(relax.call_tir(bb.add_func(fn, "sparse_neighbor_map"), [out_coords, offs, *index], ty))
+        if out_keys is not None:
+            queries = (out_keys, relax.const(np.zeros(1, np.int32)))
+        else:  # the query rows in key order: the output coordinates' own index
+            queries = _coord_index(bb, out_coords, attrs.max_points, gpu, False)
+        fn = kmap.neighbor_map_merge(attrs.kvol, attrs.stride, pad, attrs.dilation, attrs.inverse, out_keys is not None)
+        return bb.emit(relax.call_tir(bb.add_func(fn, "sparse_neighbor_merge"), [*queries, offs, *index], ty))
 
-    return _cached(bb, ("nbr", out_coords, coords, attrs.geometry(), attrs.max_points), make)
+    return _cached(bb, ("nbr", out_coords, coords, attrs.geometry(), attrs.max_points, _methods(attrs, gpu)), make)
 
 
 def choose_dataflow(attrs: SparseConvAttrs, cin: int, cout: int) -> str:
@@ -245,9 +292,11 @@ def emit_sparse_conv3d(bb: relax.BlockBuilder, feats, coords, weight, bias, out_
             raise SparseError(f"{where}: inverse=1 needs the out_coords input")
         _check_coords(out_coords, f"{where}: out_coords")
         out_c = out_coords
-    else:
-        out_c = _strided_sites(bb, coords, attrs, gpu)
-    nbr = _neighbors(bb, out_c, coords, attrs, gpu)
+    out_keys = None
+    if not attrs.subm and not attrs.inverse:
+        _coord_index(bb, coords, attrs.max_points, gpu, _methods(attrs, gpu)[0] == "hash")  # its checks run first
+        out_keys, out_c = _strided_sites(bb, coords, attrs, gpu)
+    nbr = _neighbors(bb, out_c, coords, attrs, gpu, out_keys)
     m = _rows(out_c)
     flow = choose_dataflow(attrs, cin, cout)
     if flow == "implicit_gemm":

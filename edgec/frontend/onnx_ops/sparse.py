@@ -2,9 +2,10 @@
 
 ``SparseConv3d``, ``SparseToDense`` and ``Voxelize`` map one to one onto the emitters in
 ``edgec.passes.sparse_conv.ops``. Besides the attributes the operators define, SparseConv3d
-reads three edgec extensions: ``max_points`` (the declared maximum N, default 2^20),
-``dataflow`` ("implicit_gemm" / "gather_scatter"; the sparse autotuner writes it) and
-``activation`` ("ReLU" fuses a ReLU epilogue; the libspconv rewrite sets it).
+reads four edgec extensions: ``max_points`` (the declared maximum N, default 2^20),
+``dataflow`` ("implicit_gemm" / "gather_scatter"), ``kernel_map`` ("hash" / "sort"; default:
+hash on CPUs, sort on GPUs) and ``activation`` ("ReLU" fuses a ReLU epilogue; the libspconv
+rewrite sets it).
 NVIDIA libspconv graphs are rewritten into these ops before checking (``libspconv.py``).
 """
 
@@ -50,6 +51,7 @@ def conv_attrs(attr: dict, where: str) -> SparseConvAttrs:
         spatial_shape=_ints(attr, "spatial_shape", where) if "spatial_shape" in attr else None,
         relu=activation != "None",
         dataflow=_text(attr.get("dataflow"), "auto"),
+        kernel_map=_text(attr.get("kernel_map"), "auto"),
         max_points=int(attr.get("max_points", DEFAULT_MAX_POINTS)),
         name=_name(attr),
     )
