@@ -57,6 +57,21 @@ def compile_glsl(source: str, name: str) -> bytes:
             return f.read()
 
 
+def validate(spirv: bytes, name: str) -> None:
+    """Run ``spirv-val`` on one module; a CompileError carries its first complaint."""
+    tool = shutil.which("spirv-val")
+    if not tool:
+        raise ToolchainError("validating SPIR-V needs spirv-val: install the Debian package spirv-tools")
+    with tempfile.NamedTemporaryFile(suffix=".spv") as f:
+        f.write(spirv)
+        f.flush()
+        proc = subprocess.run([tool, "--target-env", TARGET_ENV, f.name], capture_output=True, text=True,
+                              timeout=120)
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+        raise CompileError(f"Vulkan codegen: kernel {name} fails spirv-val: {lines[0] if lines else proc.returncode}")
+
+
 def _str(text: str) -> bytes:
     data = text.encode()
     return struct.pack("<I", len(data)) + data
@@ -79,13 +94,16 @@ def pack(kernels: list[tuple[Kernel, bytes]]) -> bytes:
     return b"".join(out)
 
 
-def generate(mod) -> list[tuple[Kernel, bytes]]:
-    """Every device function of ``mod`` as (kernel metadata, SPIR-V)."""
+def generate(mod, int64: bool = True) -> list[tuple[Kernel, bytes]]:
+    """Every device function of ``mod`` as (kernel metadata, SPIR-V); ``int64``: the device has shaderInt64."""
     result = []
     for gvar, func in mod.functions_items():
         name = str(func.attrs.get("global_symbol", gvar.name_hint)) if func.attrs else gvar.name_hint
-        kernel = emit_kernel(func, name)
-        result.append((kernel, compile_glsl(kernel.source, name)))
+        kernel = emit_kernel(func, name, int64=int64)
+        spirv = compile_glsl(kernel.source, name)
+        if os.environ.get("EDGEC_VULKAN_VALIDATE") == "1":  # tests and --verify-minded users
+            validate(spirv, name)
+        result.append((kernel, spirv))
     return result
 
 
@@ -96,7 +114,7 @@ def build(mod, target):
     from edgec.targets.vulkan import plugin
 
     _check_limits(mod, target)
-    kernels = generate(mod)
+    kernels = generate(mod, int64=bool(target.attrs.get("supports_int64", False)))
     _check_features(kernels, target)
     blob = pack(kernels)
     plugin.load()

@@ -133,8 +133,11 @@ def _storage_scalar(dtype: str) -> str:
 
 
 class _Emitter:
-    def __init__(self, func: tirx.PrimFunc, name: str):
+    def __init__(self, func: tirx.PrimFunc, name: str, narrow_int64: bool = False):
         self.func, self.name = func, name
+        # without shaderInt64, 64-bit integers (TIR's index type) are computed in 32 bits and
+        # int64 tensors are stored as (low, high) word pairs: exact while values fit in int32
+        self.narrow_int64 = narrow_int64
         self.lines: list[str] = []
         self.indent = 1
         self.names: dict = {}
@@ -169,9 +172,15 @@ class _Emitter:
         return name
 
     def ty(self, dtype) -> str:
-        t = glsl_type(dtype)
+        t = glsl_type(self.narrowed(dtype))
         self.types.add(t)
         return t
+
+    def narrowed(self, dtype) -> str:
+        text = str(dtype)
+        if self.narrow_int64 and text.startswith(("int64", "uint64")):
+            return text.replace("64", "32", 1)
+        return text
 
     # -- statements -------------------------------------------------------------------------
 
@@ -242,10 +251,10 @@ class _Emitter:
             if not isinstance(dim, tirx.IntImm):
                 raise CompileError(f"Vulkan codegen: kernel {self.name} allocates {buf.name} with symbolic size")
             size *= int(dim.value)
-        elem = _storage_scalar(str(buf.dtype))
+        elem = _storage_scalar(self.narrowed(buf.dtype))
         self.types.add(elem)
         name = self.fresh(buf.name)
-        self.buffers[buf] = (name, str(buf.dtype))
+        self.buffers[buf] = (name, self.narrowed(buf.dtype))
         if scope.startswith("shared"):
             self.shared_decls.append(f"shared {elem} {name}[{size}];")
         elif scope in ("local", "", "global") or scope.startswith("local"):
@@ -261,12 +270,23 @@ class _Emitter:
         value_dtype = tvm.DataType(str(dtype_of(s.value)))
         value = self.expr(s.value)
         if value_dtype.lanes == 1 and isinstance(index, tirx.Ramp) is False:
-            self.line(f"{array}[{self.index(index)}] = {self._to_storage(value, elem)};")
+            self._store(array, elem, self.index(index), value)
             return
         tmp = self.fresh("vstore")
         self.line(f"{self.ty(value_dtype)} {tmp} = {value};")
         for lane, idx in enumerate(self._lanes(index, value_dtype.lanes)):
-            self.line(f"{array}[{idx}] = {self._to_storage(f'{tmp}[{lane}]', elem)};")
+            self._store(array, elem, idx, f"{tmp}[{lane}]")
+
+    def _store(self, array: str, elem: str, index: str, value: str) -> None:
+        if elem.endswith("_pair"):  # narrowed int64: low word, then the sign (or zero) extension
+            word = "int" if elem.startswith("int") else "uint"
+            tmp = self.fresh("wide")
+            self.line(f"{word} {tmp} = {word}({value});")
+            self.line(f"{array}[({index}) * 2] = {tmp};")
+            high = f"({tmp} < 0 ? -1 : 0)" if word == "int" else "0u"
+            self.line(f"{array}[({index}) * 2 + 1] = {high};")
+            return
+        self.line(f"{array}[{index}] = {self._to_storage(value, elem)};")
 
     def stmt_IfThenElse(self, s):
         self.line(f"if ({self.expr(s.condition)}) {{")
@@ -337,8 +357,13 @@ class _Emitter:
             return f"uint8_t({value})"
         return value
 
+    def _load(self, array: str, elem: str, index: str, want) -> str:
+        if elem.endswith("_pair"):
+            return self._from_storage(f"{array}[({index}) * 2]", elem.split("_")[0].replace("64", "32"), want)
+        return self._from_storage(f"{array}[{index}]", elem, want)
+
     def _from_storage(self, access: str, elem: str, want) -> str:
-        want_s = str(want)
+        want_s = self.narrowed(want)
         if elem == "bool":
             return f"({access} != uint8_t(0))"
         if want_s != elem:
@@ -347,7 +372,7 @@ class _Emitter:
 
     def index(self, e) -> str:
         text = self.expr(e)
-        return text if str(dtype_of(e)) == "int32" else f"int({text})"
+        return text if self.narrowed(dtype_of(e)) == "int32" else f"int({text})"
 
     def _lanes(self, index, lanes: int) -> list[str]:
         if isinstance(index, tirx.Ramp):
@@ -377,8 +402,10 @@ class _Emitter:
         return self.names[e]
 
     def expr_IntImm(self, e):
-        dtype = str(dtype_of(e))
+        dtype = self.narrowed(dtype_of(e))
         v = int(e.value)
+        if dtype != str(dtype_of(e)):  # narrowed: saturate (only reduction identities fall outside)
+            v = max(-2**31, min(2**31 - 1, v)) if dtype == "int32" else max(0, min(2**32 - 1, v))
         if dtype == "bool":
             return "true" if v else "false"
         if dtype == "int32":
@@ -503,9 +530,9 @@ class _Emitter:
         lanes = tvm.DataType(str(want)).lanes
         index = e.indices[0]
         if lanes == 1 and not isinstance(index, tirx.Ramp):
-            return self._from_storage(f"{array}[{self.index(index)}]", elem, want)
+            return self._load(array, elem, self.index(index), want)
         scalar = tvm.DataType(str(want)).with_lanes(1)
-        parts = [self._from_storage(f"{array}[{i}]", elem, scalar) for i in self._lanes(index, lanes)]
+        parts = [self._load(array, elem, i, scalar) for i in self._lanes(index, lanes)]
         return f"{self.ty(want)}({', '.join(parts)})"
 
     def expr_Call(self, e):
@@ -539,6 +566,17 @@ class _Emitter:
         if glsl is None:
             raise CompileError(f"Vulkan codegen: kernel {self.name} calls math function {fname!r}, "
                                "which has no GLSL form")
+        arg_type = tvm.DataType(str(dtype_of(args[0]))) if args else None
+        if arg_type is not None and arg_type.type_code == 2 and arg_type.bits == 16:
+            # transcendental builtins run in float32: glslang emits them on 16-bit values without
+            # the Float16 capability, and phone GPUs evaluate them in float32 anyway
+            wide = f"float32x{arg_type.lanes}" if arg_type.lanes > 1 else "float32"
+            text_args = [f"{self.ty(wide)}({self.expr(a)})" for a in args]
+            if glsl.startswith("edgec_"):
+                glsl = self._helper(glsl, wide)
+            call = f"{glsl}({', '.join(text_args)})"
+            result = tvm.DataType(str(dtype_of(e)))
+            return f"{self.ty(result)}({call})" if result.type_code == 2 else call
         if glsl.startswith("edgec_"):
             glsl = self._helper(glsl, dtype_of(args[0]))
         text_args = [self.expr(a) for a in args]
@@ -592,9 +630,9 @@ def _provably_nonneg(e) -> bool:
     return bound.min_value >= 0
 
 
-def emit_kernel(func: tirx.PrimFunc, name: str) -> Kernel:
-    """GLSL source and launch metadata for one device PrimFunc."""
-    em = _Emitter(func, name)
+def emit_kernel(func: tirx.PrimFunc, name: str, int64: bool = True) -> Kernel:
+    """GLSL source and launch metadata for one device PrimFunc (``int64``: the device has shaderInt64)."""
+    em = _Emitter(func, name, narrow_int64=not int64)
     scalars: list[ScalarArg] = []
     buffer_decls: list[str] = []
     offset = 0
@@ -602,7 +640,8 @@ def emit_kernel(func: tirx.PrimFunc, name: str) -> Kernel:
         ty = param.ty
         if isinstance(ty, tvm.ir.PointerType):
             elem = str(ty.element_type.dtype)
-            storage = _storage_scalar(elem)
+            pair = em.narrow_int64 and elem in ("int64", "uint64")
+            storage = _storage_scalar(em.narrowed(elem))
             em.types.add(storage)
             bits = 8 if elem == "bool" else tvm.DataType(elem).bits
             if bits < 32:
@@ -610,12 +649,12 @@ def emit_kernel(func: tirx.PrimFunc, name: str) -> Kernel:
             binding = len(buffer_decls)
             block = em.fresh(f"B{binding}_{param.name}")
             array = f"{block}.data"
-            em.buffers[param] = (array, elem if elem != "bool" else "bool")
+            em.buffers[param] = (array, f"{elem}_pair" if pair else elem)
             em.used_names.add(f"blk_{block}")
             buffer_decls.append(
                 f"layout(std430, set = 0, binding = {binding}) buffer blk_{block} {{ {storage} data[]; }} {block};")
         else:
-            dtype = str(ty.dtype)
+            dtype = em.narrowed(ty.dtype)
             size = max(4, tvm.DataType(dtype).bits // 8)
             offset = (offset + size - 1) // size * size
             em.ty(dtype)

@@ -498,13 +498,16 @@ class Instance {
   }
 
   std::string Init() {
-    const char* names[] = {"libvulkan.so.1", "libvulkan.so"};
+    // EDGEC_VULKAN_LOADER names another loader (a bundled one, SwiftShader's, a test's).
+    const char* chosen = std::getenv("EDGEC_VULKAN_LOADER");
+    std::vector<std::string> names = chosen ? std::vector<std::string>{chosen}
+                                            : std::vector<std::string>{"libvulkan.so.1", "libvulkan.so"};
     void* lib = nullptr;
-    for (const char* n : names) {
-      if ((lib = dlopen(n, RTLD_NOW | RTLD_LOCAL))) break;
+    for (const auto& n : names) {
+      if ((lib = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL))) break;
     }
     if (!lib) {
-      return "Vulkan loader not found: libvulkan.so.1 could not be opened (install the Vulkan loader, "
+      return "Vulkan loader not found: " + names[0] + " could not be opened (install the Vulkan loader, "
              "e.g. the Debian package libvulkan1)";
     }
     api_.vkGetInstanceProcAddr = reinterpret_cast<PFN_vkGetInstanceProcAddr>(dlsym(lib, "vkGetInstanceProcAddr"));
