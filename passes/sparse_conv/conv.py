@@ -53,12 +53,13 @@ def implicit_gemm(kvol: int, cin: int, cout: int, dtype: str, relu: bool, gpu: b
             else:
                 for j in T.parallel(m):
                     acc = T.decl_buffer((cout,), "float32", scope="local")
-                    for co in range(cout):
+                    # whole-row vectors: LLVM keeps the accumulator in registers
+                    for co in T.vectorized(cout):
                         acc[co] = T.Cast("float32", b[co])
                     for a in range(kvol):
                         if NB[j, a] >= 0:
                             for ci in range(cin):
-                                for co in range(cout):
+                                for co in T.vectorized(cout):
                                     acc[co] = acc[co] + T.Cast("float32", F[NB[j, a], ci]) * T.Cast("float32", w[a, ci, co])
                     for co in range(cout):
                         if relu:

@@ -291,19 +291,23 @@ def decode_keys(gpu: bool):
     return sparse_decode
 
 
-def neighbor_map_merge(kvol: int, stride, pad, dil, inverse: bool, identity_order: bool):
+def neighbor_map_merge(kvol: int, stride, pad, dil, inverse: bool, identity_order: bool, subm: bool = False):
     """CPU neighbour map by merging sorted lists: query keys [m] (sorted) and their rows [m],
     offsets, sorted input keys [n] and order [n] -> nbr [m, K].
 
     A translation (and a positive per-axis scale, or an exact division) keeps lexicographic order,
-    so for each offset the source keys of sorted queries are sorted too: one pointer per offset
-    walks the input keys forward (a binary search restarts it when the gap is long), and the
+    so for each offset the source keys of sorted queries are sorted too: one cursor per offset
+    moves forward through the input keys by galloping (1, 2, 4, ... then a binary search), and the
     lookups touch memory in order. Parallel over chunks of queries. With ``identity_order`` the
-    query rows are 0..m-1 (a strided conv's sorted output) and the rows argument is ignored."""
+    query rows are 0..m-1 (a strided conv's sorted output) and the rows argument is ignored.
+    ``subm``: queries and inputs are the same tensor, so the map is symmetric — only the first
+    half of the offsets is searched, each hit also fills its mirror, and the centre is the row itself.
+    """
     sx, sy, sz = stride
     px, py, pz = pad
     dx, dy, dz = dil
     chunk = 512
+    searched = kvol // 2 if subm else kvol
 
     @T.prim_func(private=True, s_tir=True)
     def sparse_neighbor_merge(qk: T.handle, qo: T.handle, offs: T.Buffer((kvol, 3), "int32"), sk: T.handle,
@@ -318,16 +322,21 @@ def neighbor_map_merge(kvol: int, stride, pad, dil, inverse: bool, identity_orde
         Ord = T.match_buffer(o, (n,), "int32")
         NB = T.match_buffer(nb, (m, kvol), "int32")
         with T.sblock("root"):
+            for j in T.parallel(m):
+                for a in range(kvol):
+                    NB[j, a] = -1
             for c in T.parallel(T.ceildiv(m, T.int64(chunk))):
                 pos = T.decl_buffer((kvol,), "int64", scope="local")
                 q = T.decl_buffer((4,), "int32", scope="local")
                 src = T.decl_buffer((3,), "int32", scope="local")
                 key = T.decl_buffer((1,), "int64", scope="local")
+                lo = T.decl_buffer((1,), "int64", scope="local")
                 hi = T.decl_buffer((1,), "int64", scope="local")
+                step = T.decl_buffer((1,), "int64", scope="local")
                 ok = T.decl_buffer((1,), "int32", scope="local")
                 row = T.decl_buffer((1,), "int64", scope="local")
                 for a in range(kvol):
-                    pos[a] = T.int64(-1)
+                    pos[a] = T.int64(0)
                 for r in range(chunk):
                     if c * T.int64(chunk) + T.int64(r) < m:
                         if identity_order:
@@ -338,9 +347,11 @@ def neighbor_map_merge(kvol: int, stride, pad, dil, inverse: bool, identity_orde
                         q[1] = T.Cast("int32", (QK[c * T.int64(chunk) + T.int64(r)] >> T.int64(32)) & T.int64(FIELD - 1))
                         q[2] = T.Cast("int32", (QK[c * T.int64(chunk) + T.int64(r)] >> T.int64(16)) & T.int64(FIELD - 1))
                         q[3] = T.Cast("int32", QK[c * T.int64(chunk) + T.int64(r)] & T.int64(FIELD - 1))
-                        for a in range(kvol):
+                        if subm:
+                            NB[row[0], searched] = T.Cast("int32", row[0])
+                        for a in range(searched):
                             ok[0] = 1
-                            for t in range(3):
+                            for t in T.unroll(3):
                                 if inverse:
                                     src[t] = T.floordiv(q[t + 1] + T.Select(t == 0, px, T.Select(t == 1, py, pz)) - offs[a, t]
                                                         * T.Select(t == 0, dx, T.Select(t == 1, dy, dz)),
@@ -354,31 +365,28 @@ def neighbor_map_merge(kvol: int, stride, pad, dil, inverse: bool, identity_orde
                                         t == 0, px, T.Select(t == 1, py, pz)) + offs[a, t] * T.Select(t == 0, dx, T.Select(t == 1, dy, dz))
                                 if src[t] < 0 or src[t] >= FIELD:
                                     ok[0] = 0
-                            NB[row[0], a] = -1
                             if ok[0] == 1:
                                 key[0] = (T.Cast("int64", q[0]) * T.int64(1 << 48) + T.Cast("int64", src[0]) * T.int64(1 << 32)
                                           + T.Cast("int64", src[1]) * T.int64(1 << 16) + T.Cast("int64", src[2]))
-                                # a short forward walk, else a binary search over what is left
-                                if pos[a] >= T.int64(0):
-                                    for _step in range(8):
-                                        if pos[a] < n:
-                                            if SK[pos[a]] < key[0]:
-                                                pos[a] = pos[a] + T.int64(1)
-                                # (TIR's `or` evaluates both sides: no load through a negative pos)
-                                ok[0] = T.Cast("int32", pos[a] < T.int64(0))
-                                if pos[a] >= T.int64(0) and pos[a] < n:
-                                    if SK[pos[a]] < key[0]:
-                                        ok[0] = 1
-                                if ok[0] == 1:
-                                    hi[0] = n
-                                    pos[a] = T.max(pos[a], T.int64(0))
-                                    while pos[a] < hi[0]:
-                                        if SK[(pos[a] + hi[0]) // T.int64(2)] < key[0]:
-                                            pos[a] = (pos[a] + hi[0]) // T.int64(2) + T.int64(1)
-                                        else:
-                                            hi[0] = (pos[a] + hi[0]) // T.int64(2)
-                                if pos[a] < n:
-                                    if SK[pos[a]] == key[0]:
-                                        NB[row[0], a] = Ord[pos[a]]
+                                # gallop from the cursor: the first key >= key[0] lies in (lo, hi]
+                                lo[0] = pos[a] - T.int64(1)
+                                step[0] = T.int64(1)
+                                hi[0] = T.min(lo[0] + step[0], n)
+                                while hi[0] < n and SK[T.min(hi[0], n - T.int64(1))] < key[0]:
+                                    lo[0] = hi[0]
+                                    step[0] = step[0] * T.int64(2)
+                                    hi[0] = T.min(lo[0] + step[0], n)
+                                lo[0] = lo[0] + T.int64(1)
+                                while lo[0] < hi[0]:
+                                    if SK[(lo[0] + hi[0]) // T.int64(2)] < key[0]:
+                                        lo[0] = (lo[0] + hi[0]) // T.int64(2) + T.int64(1)
+                                    else:
+                                        hi[0] = (lo[0] + hi[0]) // T.int64(2)
+                                pos[a] = lo[0]
+                                if lo[0] < n:
+                                    if SK[lo[0]] == key[0]:
+                                        NB[row[0], a] = Ord[lo[0]]
+                                        if subm:
+                                            NB[T.Cast("int64", Ord[lo[0]]), kvol - 1 - a] = T.Cast("int32", row[0])
 
     return sparse_neighbor_merge

@@ -230,7 +230,8 @@ def _neighbors(bb, out_coords, coords, attrs: SparseConvAttrs, gpu: bool, out_ke
             queries = (out_keys, relax.const(np.zeros(1, np.int32)))
         else:  # the query rows in key order: the output coordinates' own index
             queries = _coord_index(bb, out_coords, attrs.max_points, gpu, False)
-        fn = kmap.neighbor_map_merge(attrs.kvol, attrs.stride, pad, attrs.dilation, attrs.inverse, out_keys is not None)
+        fn = kmap.neighbor_map_merge(attrs.kvol, attrs.stride, pad, attrs.dilation, attrs.inverse, out_keys is not None,
+                                     attrs.subm)
         return bb.emit(relax.call_tir(bb.add_func(fn, "sparse_neighbor_merge"), [*queries, offs, *index], ty))
 
     return _cached(bb, ("nbr", out_coords, coords, attrs.geometry(), attrs.max_points, _methods(attrs, gpu)), make)
