@@ -14,6 +14,12 @@ import torch
 from edgec.nn import functional as F
 
 
+def _rows(most=None):
+    """A data-dependent row count. Declared >= 1: layers such as BatchNorm guard on an empty input
+    while exporting, and a scan with no voxel is no input for these networks."""
+    return torch.library.get_ctx().new_dynamic_size(min=1, max=most)
+
+
 @torch.library.custom_op("edgec::sparse_conv3d", mutates_args=())
 def sparse_conv3d(feats: torch.Tensor, coords: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                   out_coords: Optional[torch.Tensor], kernel_size: list[int], stride: list[int],
@@ -34,7 +40,7 @@ def _(feats, coords, weight, bias, out_coords, kernel_size, stride, dilation, pa
     elif inverse:
         m = out_coords.shape[0]
     else:
-        m = torch.library.get_ctx().new_dynamic_size()
+        m = _rows()
     return feats.new_empty((m, weight.shape[-1])), coords.new_empty((m, 4), dtype=torch.int32)
 
 
@@ -94,5 +100,5 @@ def voxelize(points: torch.Tensor, voxel_size: list[float], point_range: list[fl
 
 @voxelize.register_fake
 def _(points, voxel_size, point_range, max_voxels):
-    m = torch.library.get_ctx().new_dynamic_size(max=max_voxels)
+    m = _rows(max_voxels)
     return points.new_empty((m, points.shape[1])), points.new_empty((m, 4), dtype=torch.int32)
