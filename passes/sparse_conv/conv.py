@@ -16,7 +16,7 @@ from tvm.script import tirx as T
 
 from edgec.passes.sparse_conv.kmap import ATTRS, THREADS
 
-TILE = 16  # rows per gathered tile (CPU)
+TILE = 4  # gathered rows per GEMM tile (CPU): 4 x Cout accumulators stay in vector registers
 
 
 def implicit_gemm(kvol: int, cin: int, cout: int, dtype: str, relu: bool, gpu: bool):
@@ -152,26 +152,23 @@ def gather_gemm_scatter(kvol: int, cin: int, cout: int, dtype: str, relu: bool, 
                     for co in range(cout):
                         O[j, co] = b[co]
                 for a in range(kvol):
+                    # one GEMM tile: TILE gathered rows x Cout, each weight vector loaded once per tile
                     for t in T.parallel(T.ceildiv(m, T.int64(TILE))):
                         if T.Cast("int32", t * T.int64(TILE)) < cnt[a]:
-                            g = T.decl_buffer((TILE, cin), "float32", scope="local")
                             acc = T.decl_buffer((TILE, cout), "float32", scope="local")
-                            rows = T.min(T.int64(TILE), T.Cast("int64", cnt[a]) - t * T.int64(TILE))
-                            for r in range(TILE):
-                                for ci in range(cin):
-                                    if T.int64(r) < rows:
-                                        g[r, ci] = T.Cast("float32", F[PI[a, t * T.int64(TILE) + T.int64(r)], ci])
-                                    else:
-                                        g[r, ci] = T.float32(0)
-                                for co in range(cout):
+                            for r in T.unroll(TILE):
+                                for co in T.vectorized(cout):
                                     acc[r, co] = T.float32(0)
                             for ci in range(cin):
-                                for r in range(TILE):
-                                    for co in range(cout):
-                                        acc[r, co] = acc[r, co] + g[r, ci] * T.Cast("float32", w[a, ci, co])
-                            for r in range(TILE):
-                                if T.int64(r) < rows:
-                                    for co in range(cout):
+                                for r in T.unroll(TILE):
+                                    for co in T.vectorized(cout):
+                                        # rows past the count recompute the last pair and are dropped
+                                        acc[r, co] = acc[r, co] + T.Cast("float32", F[PI[a, T.min(
+                                            t * T.int64(TILE) + T.int64(r), T.Cast("int64", cnt[a]) - T.int64(1))], ci]
+                                        ) * T.Cast("float32", w[a, ci, co])
+                            for r in T.unroll(TILE):
+                                if T.Cast("int32", t * T.int64(TILE) + T.int64(r)) < cnt[a]:
+                                    for co in T.vectorized(cout):
                                         O[PO[a, t * T.int64(TILE) + T.int64(r)], co] = O[
                                             PO[a, t * T.int64(TILE) + T.int64(r)], co] + T.Cast(dtype, acc[r, co])
                 if relu:
