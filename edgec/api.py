@@ -45,17 +45,20 @@ def compile(  # noqa: A001 - mirrors the CLI command
     verify: bool = False,
     dump_ir: str | None = None,
     constants: dict | None = None,
+    sparse_sample: str | None = None,
 ) -> Artifact:
     """Compile an ONNX file/ModelProto, a ``.pt2`` file or an ``nn.Module`` for ``target``.
 
     ``constants`` (ONNX only) maps graph input names to arrays that are bound into the model
     as initializers before import, for inputs that decide output shapes (a Reshape target,
-    Resize sizes, TopK's K). The artifact no longer takes those inputs.
+    Resize sizes, TopK's K). The artifact no longer takes those inputs. ``sparse_sample`` (an
+    .npz of inputs) times both sparse-conv dataflows per layer group on this host and records the
+    choice in the manifest (``sparse_dataflows``).
     """
     from edgec.pipeline import CompileOptions, compile_model
 
     options = CompileOptions(layout=layout, quantize=quantize, calibration=calibration, tuning_db=tuning_db, ndk=ndk, arch=arch,
-                             runtime_dir=runtime_dir)
+                             runtime_dir=runtime_dir, sparse_sample=sparse_sample)
     artifact, report = compile_model(
         model, target, input_specs(inputs), options, dump_ir=dump_ir, constants=constants
     )

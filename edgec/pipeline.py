@@ -29,6 +29,7 @@ class CompileOptions:
     ndk: str | None = None
     arch: str | None = None
     runtime_dir: str | None = None  # aarch64 TVM runtime libraries to bundle, instead of the cache
+    sparse_sample: str | None = None  # .npz of model inputs: time both sparse-conv dataflows per layer group
 
     def __post_init__(self):
         if self.layout not in ("auto", "none"):
@@ -40,7 +41,8 @@ class CompileOptions:
 
     def to_json(self) -> dict:
         return {"layout": self.layout, "quantize": self.quantize, "arch": self.arch,
-                "calibration": os.path.basename(self.calibration) if self.calibration else None}
+                "calibration": os.path.basename(self.calibration) if self.calibration else None,
+                "sparse_sample": os.path.basename(self.sparse_sample) if self.sparse_sample else None}
 
 
 @dataclass
@@ -169,8 +171,18 @@ def compile_model(
     tvm_target = tvm.target.Target(preset.target)
     gpu = is_gpu(tvm_target)
 
+    # 0. Sparse autotuning: each sparse-conv layer group's dataflow, timed on sample inputs.
+    from edgec.passes.sparse_conv.ops import dataflow_choices
+
+    sparse = None
+    if options.sparse_sample:
+        from edgec.passes.sparse_conv.tune import tune_for_compile
+
+        sparse = phases.run("sparse tuning", tune_for_compile, source, preset, inputs, options, constants)
+
     # 1–3. Import, graph passes, lowering.
-    imported, mod = lower_model(source, preset, inputs, options, phases, constants)
+    with dataflow_choices(sparse["groups"] if sparse else None):
+        imported, mod = lower_model(source, preset, inputs, options, phases, constants)
     report.layout_transforms = phases.run("count layout transforms", _count_layout_transforms,
                                           imported.mod, mod, tvm_target, options.layout)
 
@@ -210,6 +222,7 @@ def compile_model(
         "layout_transforms": report.layout_transforms,
         "bound_constants": sorted(constants or {}),
         "tuning_db": scheduled.database_sha256,
+        "sparse_dataflows": sparse,
         "inputs": [s.to_json() for s in imported.inputs],
         "outputs": [s.to_json() for s in imported.outputs],
         "weights": [

@@ -202,3 +202,26 @@ def test_bad_models_fail_at_compile_time(case):
     assert "\n" not in str(err.value)
     if case == "channels":
         assert "channel mismatch" in str(err.value)
+
+
+def test_sparse_sample_tunes_dataflow_per_layer_group(tmp_path):
+    rng = np.random.default_rng(9)
+    w1 = rng.standard_normal((3, 3, 3, 8, 8)).astype(np.float32)
+    w2 = rng.standard_normal((2, 2, 2, 8, 16)).astype(np.float32)
+    nodes = [_conv(["feats", "coords", "w1"], ["a", "ac"], "c1", kernel_size=[3, 3, 3], subm=1),
+             _conv(["a", "ac", "w2"], ["b", "bc"], "c2", kernel_size=[2, 2, 2], stride=[2, 2, 2])]
+    model = _model(nodes, _sparse_inputs(8), [("b", TensorProto.FLOAT, ["m", 16])], {"w1": w1, "w2": w2})
+    coords = _coords(rng, 3000, extent=24)
+    feats = rng.standard_normal((len(coords), 8)).astype(np.float32)
+    sample = tmp_path / "sample.npz"
+    np.savez(sample, feats=feats, coords=coords)
+    art = edgec.compile(model, target="host", sparse_sample=str(sample))
+    record = art.manifest["sparse_dataflows"]
+    assert set(record["groups"]) == {"k27_8x8_float32", "k8_8x16_float32"}
+    assert set(record["groups"].values()) <= set(FLOWS)
+    assert all(set(times) == set(FLOWS) for times in record["ms"].values())
+    a, ac = ref.sparse_conv3d(feats, coords, w1, kernel_size=3, subm=True)
+    want, _ = ref.sparse_conv3d(a, ac, w2, kernel_size=2, stride=2)
+    np.testing.assert_allclose(art.run({"feats": feats, "coords": coords})["b"], want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(EdgecError, match="target host"):
+        edgec.compile(model, target="cuda", sparse_sample=str(sample))

@@ -13,6 +13,7 @@ emitted once and reused by every layer that asks for the same thing.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -237,11 +238,37 @@ def _neighbors(bb, out_coords, coords, attrs: SparseConvAttrs, gpu: bool, out_ke
     return _cached(bb, ("nbr", out_coords, coords, attrs.geometry(), attrs.max_points, _methods(attrs, gpu)), make)
 
 
-def choose_dataflow(attrs: SparseConvAttrs, cin: int, cout: int) -> str:
-    """The dataflow without measurements: the gathered GEMM pays off once channels are wide."""
+_CHOICES: dict = {"force": None, "groups": {}}
+
+
+@contextlib.contextmanager
+def dataflow_choices(groups: dict | None = None, force: str | None = None):
+    """Within the block, convs left on ``auto`` take ``force``, else their group's entry in
+    ``groups`` ({layer group: dataflow}, as the sparse autotuner records them)."""
+    saved = dict(_CHOICES)
+    _CHOICES.update(force=force, groups=dict(groups or {}))
+    try:
+        yield
+    finally:
+        _CHOICES.update(saved)
+
+
+def layer_group(attrs: SparseConvAttrs, cin: int, cout: int, dtype: str) -> str:
+    """Layers with the same kernel volume, channels, dtype and epilogue run the same kernel."""
+    return f"k{attrs.kvol}_{cin}x{cout}_{dtype}{'_relu' if attrs.relu else ''}"
+
+
+def choose_dataflow(attrs: SparseConvAttrs, cin: int, cout: int, dtype: str = "float32") -> str:
+    """The attribute, else the autotuner's choice for the layer group, else a size rule (the
+    gathered GEMM pays off once channels are wide)."""
     if attrs.dataflow != "auto":
         return attrs.dataflow
-    return "gather_scatter" if cin * cout >= 32 * 32 else "implicit_gemm"
+    if _CHOICES["force"]:
+        return _CHOICES["force"]
+    group = _CHOICES["groups"].get(layer_group(attrs, cin, cout, dtype))
+    if group:
+        return group
+    return "gather_scatter" if cin * cout >= 64 * 64 else "implicit_gemm"
 
 
 def _pairs(bb, nbr, kvol: int, gpu: bool):
@@ -299,7 +326,7 @@ def emit_sparse_conv3d(bb: relax.BlockBuilder, feats, coords, weight, bias, out_
         out_keys, out_c = _strided_sites(bb, coords, attrs, gpu)
     nbr = _neighbors(bb, out_c, coords, attrs, gpu, out_keys)
     m = _rows(out_c)
-    flow = choose_dataflow(attrs, cin, cout)
+    flow = choose_dataflow(attrs, cin, cout, dtype)
     if flow == "implicit_gemm":
         fn = conv.implicit_gemm(attrs.kvol, cin, cout, dtype, attrs.relu, gpu)
         args = [feats, nbr, w, b]
@@ -307,7 +334,9 @@ def emit_sparse_conv3d(bb: relax.BlockBuilder, feats, coords, weight, bias, out_
         pairs = _pairs(bb, nbr, attrs.kvol, gpu)
         fn = conv.gather_gemm_scatter(attrs.kvol, cin, cout, dtype, attrs.relu, gpu)
         args = [feats, relax.TupleGetItem(pairs, 0), relax.TupleGetItem(pairs, 1), relax.TupleGetItem(pairs, 2), w, b]
-    out = bb.emit(relax.call_tir(bb.add_func(fn, f"sparse_conv_{flow}"), args, _t([m, cout], dtype)))
+    # the kernel's name carries its layer group, so per-kernel timings map back to groups
+    name = f"sparse_conv_{flow}_{layer_group(attrs, cin, cout, dtype)}"
+    out = bb.emit(relax.call_tir(bb.add_func(fn, name), args, _t([m, cout], dtype)))
     return out, out_c
 
 
