@@ -76,43 +76,36 @@ def cli(ctx, debug):
 @click.option("--verify", is_flag=True, help="Run the artifact against onnxruntime/PyTorch; exit 1 on mismatch.")
 @click.option("--dump-ir", type=click.Path(file_okay=False), default=None, help="Write the IR after each phase here.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+@click.option("--no-isolate", is_flag=True,
+              help="Compile in this process rather than a child process (a crash in TVM then ends edgec).")
 @click.pass_context
 def compile(ctx, model, target, out, inputs, quantize, calibration, layout, tuning_db, arch, ndk, runtime_dir,
-            verify, dump_ir, as_json):  # noqa: A001
+            verify, dump_ir, as_json, no_isolate):  # noqa: A001
     """Compile MODEL (.onnx or .pt2) into a deployable artifact."""
-    import edgec
+    from edgec import compile_job, isolation
+    from edgec.frontend import check_model_file
+    from edgec.targets import preset_names, resolve
 
     if calibration and not quantize:
         raise click.UsageError("--calibration applies with --quantize int4")
     names = [s.name for s in inputs]
     if len(set(names)) != len(names):
         raise click.BadParameter(f"an input is given twice in {names}", param_hint="--input")
-    out = out or os.path.splitext(os.path.basename(model))[0] + ".edgec"
-    art = edgec.compile(model, target, {s.name: s for s in inputs}, quantize=quantize, calibration=calibration,
-                        layout=layout, tuning_db=tuning_db, arch=arch, ndk=ndk, runtime_dir=runtime_dir, dump_ir=dump_ir)
-    verification = None
-    if verify:
-        from edgec.verify import verify_artifact
-
-        verification = verify_artifact(art, model)  # raises VerificationError (exit 1) on mismatch
-    art.save(out)
-    data = {"artifact": out, "sha256": art.sha256(), "preset": art.preset, "target": art.target,
-            "inputs": art.manifest["inputs"], "outputs": art.manifest["outputs"],
-            "layout_transforms": art.report.layout_transforms,
-            "report": art.report.to_json(), "verification": verification.to_json() if verification else None}
-    text = f"wrote {out} ({art.preset}, {sum(len(b) for b in art.files.values()) / 1e6:.1f} MB)"
-    if verification:
-        text += "\n" + _verification_text(verification)
+    # refuse a malformed model, wrong --input or unknown target here, before a compiler process starts
+    check_model_file(model, {s.name: s for s in inputs})
+    if target not in preset_names() and not os.path.exists(target):
+        resolve(target)  # raises TargetError with suggestions
+    request = {"model": model, "target": target, "out": out or os.path.splitext(os.path.basename(model))[0] + ".edgec",
+               "inputs": {s.name: s.to_json() for s in inputs}, "quantize": quantize, "calibration": calibration,
+               "layout": layout, "tuning_db": tuning_db, "arch": arch, "ndk": ndk, "runtime_dir": runtime_dir,
+               "verify": verify, "dump_ir": dump_ir}
+    if no_isolate:
+        data = compile_job.compile_to_file(request)
+    else:
+        data = isolation.call("edgec.compile_job:compile_to_file", request, debug=ctx.obj["debug"],
+                              chatty=sys.stderr.isatty() and not as_json)
+    text = data.pop("text")
     _emit(data, as_json, text)
-
-
-def _verification_text(v) -> str:
-    if not v.executed:
-        return f"verify: NOT EXECUTED — {v.note}"
-    lines = [f"verify ({v.how}): " + ("ok" if v.ok else "MISMATCH")]
-    for c in v.checks:
-        lines.append(f"  {c.name}: max abs {c.max_abs:.3g}, max rel {c.max_rel:.3g}")
-    return "\n".join(lines)
 
 
 @cli.command()
@@ -122,7 +115,8 @@ def _verification_text(v) -> str:
 @click.option("--emulate", is_flag=True, help="Run an aarch64 artifact under qemu-aarch64.")
 @click.option("--rpc-tracker", type=HostPortType(), default=None)
 @click.option("--rpc-key", default=None)
-def run(artifact, inputs_path, out, emulate, rpc_tracker, rpc_key):
+@click.option("--json", "as_json", is_flag=True, help="Print the outputs' names, shapes and dtypes as JSON.")
+def run(artifact, inputs_path, out, emulate, rpc_tracker, rpc_key, as_json):
     """Run ARTIFACT on inputs from an .npz keyed by input name."""
     import edgec
 
@@ -138,6 +132,10 @@ def run(artifact, inputs_path, out, emulate, rpc_tracker, rpc_key):
         outputs = art.run(feeds, emulate=emulate)
     if out:
         _save_npz(out, outputs)
+    if as_json:
+        summary = {name: {"shape": list(v.shape), "dtype": str(v.dtype)} for name, v in outputs.items()}
+        click.echo(json.dumps({"outputs": summary, "written": out}, indent=2))
+    elif out:
         click.echo(f"wrote {out}")
     else:
         for name, value in outputs.items():
@@ -257,6 +255,9 @@ def main(argv=None) -> int:
         if debug:
             logger.exception("details")
         click.echo(f"Error: {err}", err=True)
+        if quiet:  # --json: machines get the error class too
+            click.echo(json.dumps({"error": {"type": type(err).__name__, "message": str(err),
+                                             "exit_code": err.exit_code}}))
         return err.exit_code
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
@@ -264,7 +265,8 @@ def main(argv=None) -> int:
     except Exception as err:  # a bug in edgec or TVM: still one line unless --debug
         if debug:
             raise
-        click.echo(f"Error: internal error ({type(err).__name__}): {str(err).strip().splitlines()[-1:] or ''}; "
+        last = (str(err).strip().splitlines() or [""])[-1]
+        click.echo(f"Error: internal error ({getattr(err, 'kind', type(err).__name__)}): {last}; "
                    "rerun with --debug for the traceback", err=True)
         return 1
     return 0

@@ -242,6 +242,9 @@ def test_missing_cross_compiler_names_the_package(onnx_models, monkeypatch, tmp_
                         lambda name, *a, **k: None if name == "aarch64-linux-gnu-g++" else real_which(name, *a, **k))
     with pytest.raises(ToolchainError, match="g\\+\\+-aarch64-linux-gnu"):
         edgec.compile(onnx_models["cnn"], "rpi4")
+    # the command line compiles in a child process: hide the cross compiler from it through PATH
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     assert cli_main(["compile", onnx_models["cnn"], "-t", "rpi4", "-o", str(tmp_path / "a.edgec")]) == 2
     assert "apt-get install g++-aarch64-linux-gnu" in capsys.readouterr().err
 

@@ -11,14 +11,12 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from edgec.errors import CompileError, EdgecError, InputError, ModelError, UnsupportedOperatorError
-from edgec.frontend import onnx_simplify
+from edgec.frontend import MAX_TENSOR_ELEMENTS, onnx_simplify
 from edgec.frontend.imported import ImportedModel, read_model_file
 from edgec.signature import TensorSpec
 
 logger = logging.getLogger(__name__)
 
-# A tensor this large cannot be a real edge model's weight; refuse before anything allocates it.
-MAX_TENSOR_ELEMENTS = 1 << 34
 
 _ONNX_DTYPES = {
     onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
@@ -46,16 +44,22 @@ def parse(data: bytes, origin: str = "<bytes>") -> onnx.ModelProto:
         raise ModelError(f"{origin} is not an ONNX model: it holds no graph")
     if model.ir_version < 3:
         raise ModelError(f"{origin}: ONNX IR version {model.ir_version} is too old (3 or newer is supported)")
+    if model.ir_version > onnx.IR_VERSION:
+        raise ModelError(f"{origin}: ONNX IR version {model.ir_version} is newer than this edgec reads "
+                         f"(up to {onnx.IR_VERSION}); upgrade edgec or re-export the model")
+    _check_wire_types(model, origin)
+    _check_opsets(model, origin)
     if any(i.data_location == onnx.TensorProto.EXTERNAL for i in model.graph.initializer):
         base = os.path.dirname(os.path.abspath(origin)) if os.path.exists(origin) else "."
         try:
             onnx.external_data_helper.load_external_data_for_model(model, base)
         except (OSError, ValueError) as err:
             raise ModelError(f"{origin}: cannot read external weight data: {_short(err)}") from None
-    # libspconv graphs hold ops the checker refuses; they become edgec-domain ops first
-    from edgec.frontend.onnx_ops.libspconv import rewrite_libspconv
+    if any(n.op_type in ("SparseConvolution", "ScatterDense") for n in model.graph.node):
+        # libspconv graphs hold ops the checker refuses; they become edgec-domain ops first
+        from edgec.frontend.onnx_ops.libspconv import rewrite_libspconv
 
-    model = rewrite_libspconv(model, origin)
+        model = rewrite_libspconv(model, origin)
     _check_tensor_sizes(model, origin)
     try:
         onnx.checker.check_model(model)
@@ -66,7 +70,40 @@ def parse(data: bytes, origin: str = "<bytes>") -> onnx.ModelProto:
     return model
 
 
+def _check_wire_types(message, origin: str) -> None:
+    """Refuse fields stored with the wrong wire type (protobuf keeps them as unknown fields)."""
+    from google.protobuf import unknown_fields
+
+    known = message.DESCRIPTOR.fields_by_number
+    for field in unknown_fields.UnknownFieldSet(message):
+        if field.field_number in known:
+            raise ModelError(f"{origin} is malformed: field {known[field.field_number].name!r} of "
+                             f"{message.DESCRIPTOR.name} has the wrong type")
+    for descriptor, value in message.ListFields():
+        if descriptor.message_type is None:
+            continue
+        for child in ([value] if hasattr(value, "DESCRIPTOR") else value):
+            _check_wire_types(child, origin)
+
+
+def _check_opsets(model: onnx.ModelProto, origin: str) -> None:
+    newest = onnx.defs.onnx_opset_version()
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx") and opset.version > newest:
+            raise ModelError(f"{origin} imports ONNX opset {opset.version}, newer than this edgec knows "
+                             f"(up to {newest}); upgrade edgec or export at opset {newest} or lower")
+
+
+def _declared_elements(value_info) -> int:
+    dims = value_info.type.tensor_type.shape.dim
+    return int(np.prod([d.dim_value for d in dims if d.HasField("dim_value")], dtype=object)) if dims else 1
+
+
 def _check_tensor_sizes(model: onnx.ModelProto, origin: str) -> None:
+    for value in list(model.graph.input) + list(model.graph.output):
+        if _declared_elements(value) > MAX_TENSOR_ELEMENTS:
+            raise ModelError(f"{origin}: {value.name!r} declares {_declared_elements(value)} elements, "
+                             f"more than edgec accepts (2^34)")
     for t in model.graph.initializer:
         count = int(np.prod([int(d) for d in t.dims], dtype=object)) if t.dims else 1
         if any(d < 0 for d in t.dims) or count > MAX_TENSOR_ELEMENTS:

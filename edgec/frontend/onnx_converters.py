@@ -49,14 +49,32 @@ def _merged_map():
     return merged
 
 
+_STOCK_CONVERT = _tvm_onnx.ONNXGraphImporter._convert_operator
+
+
+def _convert_node(self, op_name, inputs, attrs, opset):
+    """TVM's per-node conversion, reporting the node first and checking what it computes after."""
+    from edgec import progress
+    from edgec.frontend import check_size
+
+    name = (attrs.get("tvm_custom") or {}).get("name") or "<unnamed>"
+    progress.stage(f"import: node {name!r} ({op_name})")
+    result = _STOCK_CONVERT(self, op_name, inputs, attrs, opset)
+    for value in (result if isinstance(result, (list, tuple)) else [result]):
+        check_size(getattr(value, "ty", None), f"node {name!r} ({op_name})")
+    return result
+
+
 @contextlib.contextmanager
 def installed():
     with _LOCK:
         _tvm_onnx._get_convert_map = _merged_map
+        _tvm_onnx.ONNXGraphImporter._convert_operator = _convert_node
         try:
             yield
         finally:
             _tvm_onnx._get_convert_map = _STOCK_MAP
+            _tvm_onnx.ONNXGraphImporter._convert_operator = _STOCK_CONVERT
 
 
 def from_onnx(model):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import io
 import os
+import warnings
 import zipfile
 
 from edgec.errors import CompileError, EdgecError, InputError, ModelError
@@ -30,9 +31,14 @@ def load_pt2(path: str):
 
     register_ops()  # a program may call edgec.nn's sparse ops; torch must know them to load it
     try:
-        program = torch.export.load(io.BytesIO(data))
+        with warnings.catch_warnings():  # a damaged archive makes torch warn at length before it raises
+            warnings.simplefilter("ignore")
+            program = torch.export.load(io.BytesIO(data))
     except Exception as err:  # torch raises many types for a damaged archive
-        raise ModelError(f"{path} is not a loadable torch.export program: {_short(err)}") from None
+        why = _short(err)
+        if "check the warnings above" in why:  # torch's message points at the warnings we silenced
+            why = "torch could not deserialize it"
+        raise ModelError(f"{path} is not a loadable torch.export program: {why}") from None
     return program, data
 
 

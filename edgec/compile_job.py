@@ -1,0 +1,41 @@
+"""One ``edgec compile`` command as a job: compile, verify when asked, save; the CLI runs it isolated."""
+
+from __future__ import annotations
+
+from edgec.signature import TensorSpec
+
+
+def compile_to_file(request: dict) -> dict:
+    """Compile ``request["model"]`` and write the artifact to ``request["out"]``; returns the report."""
+    import edgec
+
+    inputs = {name: TensorSpec.from_json(spec) for name, spec in request.get("inputs", {}).items()}
+    art = edgec.compile(request["model"], request.get("target", "host"), inputs,
+                        quantize=request.get("quantize"), calibration=request.get("calibration"),
+                        layout=request.get("layout", "auto"), tuning_db=request.get("tuning_db"),
+                        arch=request.get("arch"), ndk=request.get("ndk"), runtime_dir=request.get("runtime_dir"),
+                        dump_ir=request.get("dump_ir"))
+    verification = None
+    if request.get("verify"):
+        from edgec.verify import verify_artifact
+
+        verification = verify_artifact(art, request["model"])  # raises VerificationError (exit 1) on mismatch
+    out = request["out"]
+    art.save(out)
+    text = f"wrote {out} ({art.preset}, {sum(len(b) for b in art.files.values()) / 1e6:.1f} MB)"
+    if verification:
+        text += "\n" + verification_text(verification)
+    return {"artifact": out, "sha256": art.sha256(), "preset": art.preset, "target": art.target,
+            "inputs": art.manifest["inputs"], "outputs": art.manifest["outputs"],
+            "layout_transforms": art.report.layout_transforms,
+            "report": art.report.to_json(), "verification": verification.to_json() if verification else None,
+            "text": text}
+
+
+def verification_text(v) -> str:
+    if not v.executed:
+        return f"verify: NOT EXECUTED — {v.note}"
+    lines = [f"verify ({v.how}): " + ("ok" if v.ok else "MISMATCH")]
+    for c in v.checks:
+        lines.append(f"  {c.name}: max abs {c.max_abs:.3g}, max rel {c.max_rel:.3g}")
+    return "\n".join(lines)
