@@ -106,6 +106,14 @@ def verify_artifact(artifact, model, feeds: dict | None = None, rtol=RTOL, atol=
             _device_for("cuda")
         except Exception:
             return Verification(False, "not executed", note="no NVIDIA GPU here: the CUDA kernels were not executed")
+    if artifact.device == "vulkan":
+        from edgec.errors import ExecutionError
+        from edgec.targets.vulkan.device import query
+
+        try:
+            query()
+        except ExecutionError as err:
+            return Verification(False, "not executed", note=f"the Vulkan kernels were not executed: {err}")
     got = artifact.run(feeds, emulate=emulate)
     want = reference_outputs(model, feeds)
     checks = [compare(name, got[name], want_value, rtol, atol)
