@@ -179,12 +179,18 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> Non
     tar.addfile(info, io.BytesIO(data))
 
 
+def temp_prefix(pid: int | None = None) -> str:
+    """Names of write_atomic's temporary files carry the writer's pid, so that whoever watched a
+    writer die (edgec.isolation) removes exactly its leftovers."""
+    return f".edgec-{os.getpid() if pid is None else pid}-"
+
+
 def write_atomic(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".edgec-", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=".tmp", dir=folder)
     except OSError as err:
         raise ArtifactError(f"cannot write {path}: {err.strerror}") from None
     try:

@@ -103,7 +103,8 @@ def compile(ctx, model, target, out, inputs, quantize, calibration, layout, tuni
         data = compile_job.compile_to_file(request)
     else:
         data = isolation.call("edgec.compile_job:compile_to_file", request, debug=ctx.obj["debug"],
-                              chatty=sys.stderr.isatty() and not as_json)
+                              chatty=sys.stderr.isatty() and not as_json,
+                              writes_into=(os.path.dirname(os.path.abspath(request["out"])),))
     text = data.pop("text")
     _emit(data, as_json, text)
 
@@ -245,8 +246,8 @@ def main(argv=None) -> int:
     _setup_logging(debug, quiet)
     try:
         cli.main(args=argv, prog_name="edgec", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort:  # click's name for a KeyboardInterrupt inside a command
+        click.echo("Interrupted.", err=True)
         return 130
     except click.ClickException as err:
         err.show()

@@ -24,9 +24,11 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import traceback
 
@@ -44,17 +46,29 @@ class InternalCompilerError(Exception):
         self.kind = kind
 
 
-def call(function: str, request: dict, *, debug: bool = False, chatty: bool = False) -> dict:
+def call(function: str, request: dict, *, debug: bool = False, chatty: bool = False,
+         writes_into: tuple[str, ...] = ()) -> dict:
     """Run ``module:function(request)`` in a child interpreter; return its JSON-able result.
 
     Raises the child's :class:`~edgec.errors.EdgecError` as the same class, a CompileError when the
     child crashed, :class:`InternalCompilerError` for a bug, KeyboardInterrupt when interrupted.
+    The child's temporary files live in a private folder removed when it ends, and its atomic
+    writes' temporary files in ``writes_into`` are removed if it dies mid-write.
     """
+    scratch = tempfile.mkdtemp(prefix="edgec-job-")
+    try:
+        return _call(function, request, debug, chatty, scratch, writes_into)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _call(function, request, debug, chatty, scratch, writes_into) -> dict:
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgec.isolation", function, str(write_fd)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         pass_fds=(write_fd,), start_new_session=True,  # signals reach it only through us
+        env={**os.environ, "TMPDIR": scratch},
     )
     os.close(write_fd)
     chatter: collections.deque[str] = collections.deque(maxlen=40)
@@ -79,7 +93,22 @@ def call(function: str, request: dict, *, debug: bool = False, chatty: bool = Fa
     finally:
         signal.signal(signal.SIGTERM, previous_term)
         relay.join(timeout=5)
+        if proc.returncode != 0:
+            _remove_leftovers(proc.pid, writes_into)
     return _result(proc.returncode, outcome, stage, chatter, debug)
+
+
+def _remove_leftovers(pid: int, folders) -> None:
+    from edgec.artifact import temp_prefix
+
+    prefix = temp_prefix(pid)
+    for folder in folders:
+        for name in os.listdir(folder) if os.path.isdir(folder) else []:
+            if name.startswith(prefix):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                except OSError:
+                    pass
 
 
 def _result(returncode: int, outcome: dict | None, stage: str, chatter, debug: bool) -> dict:

@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from edgec import __version__
+from edgec import __version__, progress
 from edgec.errors import CompileError, EdgecError
 from edgec.signature import TensorSpec
 
@@ -68,6 +68,7 @@ class _Phases:
     def run(self, name: str, fn, *args):
         self.index += 1
         logger.info("[%d] %s", self.index, name)
+        progress.stage(name)
         start = time.perf_counter()
         try:
             result = fn(*args)
@@ -114,12 +115,14 @@ def lower_imported(mod, tvm_target, layout: str, phases, quantizer=None):
     from edgec.passes import PlanLayout
     from edgec.passes.layout_fold import FoldLayoutIntoConsumers
     from edgec.passes.int4.fuse import FuseInt4Dequant
+    from edgec.passes.sparse_conv.fuse import FuseSparseEpilogue
 
     # 2. Graph passes: TVM's inference simplifications, then ours.
     graph_passes = [
         relax.transform.DecomposeOpsForInference(),
         relax.transform.CanonicalizeBindings(),
         relax.transform.FoldConstant(),
+        FuseSparseEpilogue(),  # BatchNorm, residual add and ReLU into sparse convs
         FuseInt4Dequant(tvm_target),
         *([quantizer] if quantizer is not None else []),  # --quantize int4
     ]

@@ -8,6 +8,7 @@ import tempfile
 import tvm
 from tvm import relax
 
+from edgec import progress
 from edgec.targets.presets import Preset
 from edgec.targets.toolchain import check_cuda_compiler, linker_for
 
@@ -43,9 +44,11 @@ def build_library(mod: tvm.IRModule, preset: Preset, target: tvm.target.Target, 
 
         vulkan.check_toolchain()
         vulkan.register()
+    progress.stage("build: code generation")
     executable = tvm.compile(mod, target, relax_pipeline=tvm.transform.Sequential(_finalize_passes(gpu)))
     with tempfile.TemporaryDirectory(prefix="edgec-build-") as tmp:
         path = os.path.join(tmp, "model.so")
+        progress.stage("build: linking")
         if fcompile is None:
             executable.export_library(path)
         else:
