@@ -282,3 +282,42 @@ def test_sparse_ops_on_cuda_match_reference():
     np.testing.assert_allclose(got["b"], b, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got["c"], c, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got["d"], ref.sparse_to_dense(b, bc, (5, 5, 5), 2), rtol=1e-4, atol=1e-4)
+
+
+def test_batchnorm_residual_and_relu_fuse_into_the_conv():
+    from edgec.frontend import import_model
+    from edgec.pipeline import CompileReport, _Phases, lower_imported
+    import tvm
+
+    rng = np.random.default_rng(12)
+    w1 = rng.standard_normal((3, 3, 3, 4, 6)).astype(np.float32)
+    b1 = rng.standard_normal(6).astype(np.float32)
+    w2 = rng.standard_normal((3, 3, 3, 6, 6)).astype(np.float32)
+    gamma, beta, mean, var = (rng.random(6).astype(np.float32) + 0.5 for _ in range(4))
+    nodes = [_conv(["feats", "coords", "w1", "b1"], ["a", "ac"], "c1", kernel_size=[3, 3, 3], subm=1),
+             helper.make_node("BatchNormalization", ["a", "g", "be", "mu", "var"], ["abn"], epsilon=1e-5),
+             helper.make_node("Relu", ["abn"], ["ar"]),
+             _conv(["ar", "coords", "w2"], ["b", "bc"], "c2", kernel_size=[3, 3, 3], subm=1, dataflow="gather_scatter"),
+             helper.make_node("Add", ["b", "ar"], ["s"]),
+             helper.make_node("Relu", ["s"], ["out"])]
+    weights = {"w1": w1, "b1": b1, "w2": w2, "g": gamma, "be": beta, "mu": mean, "var": var}
+    model = _model(nodes, _sparse_inputs(4), [("out", TensorProto.FLOAT, ["n", 6])], weights)
+
+    target = tvm.target.Target("llvm")
+    with target:
+        lowered = lower_imported(import_model(model, None).mod, target, "none", _Phases(CompileReport(), None))
+    calls = [gv.name_hint for gv, f in lowered.functions_items() if isinstance(f, tvm.tirx.PrimFunc)]
+    # the BatchNorm, both ReLUs and the residual add left no kernels of their own
+    assert sorted(n for n in calls if n.startswith("sparse_conv")) == [
+        "sparse_conv_gather_scatter_k27_6x6_float32_relu_res", "sparse_conv_implicit_gemm_k27_4x6_float32_relu"]
+    # and both convs share one map: pack keys, argsort, sorted keys, map, pair lists, two convs
+    assert len(calls) == 7, calls
+
+    art = edgec.compile(model, target="host")
+    coords = _coords(rng, 300)
+    feats = rng.standard_normal((len(coords), 4)).astype(np.float32)
+    a, _ = ref.sparse_conv3d(feats, coords, w1, b1, kernel_size=3, subm=True)
+    a = np.maximum((a - mean) / np.sqrt(var + 1e-5) * gamma + beta, 0)
+    b, _ = ref.sparse_conv3d(a, coords, w2, kernel_size=3, subm=True)
+    np.testing.assert_allclose(art.run({"feats": feats, "coords": coords})["out"], np.maximum(b + a, 0),
+                               rtol=1e-4, atol=1e-4)

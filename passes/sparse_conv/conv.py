@@ -19,19 +19,23 @@ from edgec.passes.sparse_conv.kmap import ATTRS, THREADS
 TILE = 4  # gathered rows per GEMM tile (CPU): 4 x Cout accumulators stay in vector registers
 
 
-def implicit_gemm(kvol: int, cin: int, cout: int, dtype: str, relu: bool, gpu: bool):
-    """feats [n, Cin], nbr [m, K], weight [K, Cin, Cout], bias [Cout] -> out [m, Cout]."""
+def implicit_gemm(kvol: int, cin: int, cout: int, dtype: str, relu: bool, gpu: bool, residual: bool = False):
+    """feats [n, Cin], nbr [m, K], weight [K, Cin, Cout], bias [Cout], residual [m or 1, Cout] -> out [m, Cout].
+
+    The residual is read (added before the ReLU) only when ``residual`` is set."""
     co_threads = min(THREADS, -(-cout // 32) * 32)
     co_steps = -(-cout // co_threads)
 
     @T.prim_func(private=True, s_tir=True)
     def sparse_conv_implicit_gemm(f: T.handle, nb: T.handle, w: T.Buffer((kvol, cin, cout), dtype),
-                                  b: T.Buffer((cout,), dtype), o: T.handle):
+                                  b: T.Buffer((cout,), dtype), r: T.handle, o: T.handle):
         T.func_attr(ATTRS)
         n = T.int64()
         m = T.int64()
         F = T.match_buffer(f, (n, cin), dtype)
         NB = T.match_buffer(nb, (m, kvol), "int32")
+        mr = T.int64()
+        R = T.match_buffer(r, (mr, cout), dtype)
         O = T.match_buffer(o, (m, cout), dtype)
         with T.sblock("root"):
             if gpu:
@@ -41,6 +45,8 @@ def implicit_gemm(kvol: int, cin: int, cout: int, dtype: str, relu: bool, gpu: b
                         for step in range(co_steps):
                             if step * co_threads + tx < cout:
                                 acc[0] = T.Cast("float32", b[step * co_threads + tx])
+                                if residual:
+                                    acc[0] = acc[0] + T.Cast("float32", R[j, step * co_threads + tx])
                                 for a in range(kvol):
                                     if NB[j, a] >= 0:
                                         for ci in range(cin):
@@ -55,7 +61,10 @@ def implicit_gemm(kvol: int, cin: int, cout: int, dtype: str, relu: bool, gpu: b
                     acc = T.decl_buffer((cout,), "float32", scope="local")
                     # whole-row vectors: LLVM keeps the accumulator in registers
                     for co in T.vectorized(cout):
-                        acc[co] = T.Cast("float32", b[co])
+                        if residual:
+                            acc[co] = T.Cast("float32", b[co]) + T.Cast("float32", R[j, co])
+                        else:
+                            acc[co] = T.Cast("float32", b[co])
                     for a in range(kvol):
                         if NB[j, a] >= 0:
                             for ci in range(cin):
@@ -106,20 +115,23 @@ def pair_lists(kvol: int, gpu: bool):
     return sparse_pair_lists
 
 
-def gather_gemm_scatter(kvol: int, cin: int, cout: int, dtype: str, relu: bool, gpu: bool):
-    """feats [n, Cin], pin/pout [K, m], cnt [K], weight [K, Cin, Cout], bias -> out [m, Cout]."""
+def gather_gemm_scatter(kvol: int, cin: int, cout: int, dtype: str, relu: bool, gpu: bool, residual: bool = False):
+    """feats [n, Cin], pin/pout [K, m], cnt [K], weight [K, Cin, Cout], bias, residual -> out [m, Cout]."""
     co_threads = min(THREADS, -(-cout // 32) * 32)
     co_steps = -(-cout // co_threads)
 
     @T.prim_func(private=True, s_tir=True)
     def sparse_conv_gather_scatter(f: T.handle, pi: T.handle, po: T.handle, cnt: T.Buffer((kvol,), "int32"),
-                                   w: T.Buffer((kvol, cin, cout), dtype), b: T.Buffer((cout,), dtype), o: T.handle):
+                                   w: T.Buffer((kvol, cin, cout), dtype), b: T.Buffer((cout,), dtype), r: T.handle,
+                                   o: T.handle):
         T.func_attr(ATTRS)
         n = T.int64()
         m = T.int64()
         F = T.match_buffer(f, (n, cin), dtype)
         PI = T.match_buffer(pi, (kvol, m), "int32")
         PO = T.match_buffer(po, (kvol, m), "int32")
+        mr = T.int64()
+        R = T.match_buffer(r, (mr, cout), dtype)
         O = T.match_buffer(o, (m, cout), dtype)
         with T.sblock("root"):
             if gpu:
@@ -127,7 +139,10 @@ def gather_gemm_scatter(kvol: int, cin: int, cout: int, dtype: str, relu: bool, 
                     for tx in T.thread_binding(co_threads, thread="threadIdx.x"):
                         for step in range(co_steps):
                             if step * co_threads + tx < cout:
-                                O[bj, step * co_threads + tx] = b[step * co_threads + tx]
+                                if residual:
+                                    O[bj, step * co_threads + tx] = b[step * co_threads + tx] + R[bj, step * co_threads + tx]
+                                else:
+                                    O[bj, step * co_threads + tx] = b[step * co_threads + tx]
                 # one launch per offset: within an offset each output row is written once
                 for a in range(kvol):
                     for p in T.thread_binding(m, thread="blockIdx.x"):
@@ -150,7 +165,10 @@ def gather_gemm_scatter(kvol: int, cin: int, cout: int, dtype: str, relu: bool, 
             else:
                 for j in T.parallel(m):
                     for co in range(cout):
-                        O[j, co] = b[co]
+                        if residual:
+                            O[j, co] = b[co] + R[j, co]
+                        else:
+                            O[j, co] = b[co]
                 for a in range(kvol):
                     # one GEMM tile: TILE gathered rows x Cout, each weight vector loaded once per tile
                     for t in T.parallel(T.ceildiv(m, T.int64(TILE))):

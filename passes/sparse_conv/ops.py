@@ -254,8 +254,7 @@ def dataflow_choices(groups: dict | None = None, force: str | None = None):
 
 
 def layer_group(attrs: SparseConvAttrs, cin: int, cout: int, dtype: str) -> str:
-    """Layers with the same kernel volume, channels, dtype and epilogue run the same kernel."""
-    return f"k{attrs.kvol}_{cin}x{cout}_{dtype}{'_relu' if attrs.relu else ''}"
+    return KernelSpec("", attrs.kvol, cin, cout, dtype, attrs.relu, False, False).group
 
 
 def choose_dataflow(attrs: SparseConvAttrs, cin: int, cout: int, dtype: str = "float32") -> str:
@@ -278,6 +277,46 @@ def _pairs(bb, nbr, kvol: int, gpu: bool):
                                       [_t([kvol, m], "int32"), _t([kvol, m], "int32"), _t([kvol], "int32")]))
 
     return _cached(bb, ("pairs", nbr), make)
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One conv kernel's build parameters; the PrimFunc carries them (attribute ``sparse_conv``)
+    so that the epilogue fusion pass can rebuild it with more fused."""
+
+    flow: str
+    kvol: int
+    cin: int
+    cout: int
+    dtype: str
+    relu: bool
+    residual: bool
+    gpu: bool
+
+    @property
+    def group(self) -> str:
+        """Layers with the same kernel volume, channels, dtype and epilogue run the same kernel."""
+        return f"k{self.kvol}_{self.cin}x{self.cout}_{self.dtype}{'_relu' if self.relu else ''}" + (
+            "_res" if self.residual else "")
+
+    @property
+    def name(self) -> str:
+        # the group in the name lets per-kernel timings map back to layer groups
+        return f"sparse_conv_{self.flow}_{self.group}"
+
+    def build(self):
+        make = conv.implicit_gemm if self.flow == "implicit_gemm" else conv.gather_gemm_scatter
+        func = make(self.kvol, self.cin, self.cout, self.dtype, self.relu, self.gpu, self.residual)
+        return func.with_attr("sparse_conv", {k: str(v) for k, v in self.__dict__.items()})
+
+    @staticmethod
+    def of(func) -> "KernelSpec | None":
+        attrs = func.attrs.get("sparse_conv") if func.attrs is not None else None
+        if attrs is None:
+            return None
+        a = {str(k): str(v) for k, v in attrs.items()}
+        return KernelSpec(a["flow"], int(a["kvol"]), int(a["cin"]), int(a["cout"]), a["dtype"], a["relu"] == "True",
+                          a["residual"] == "True", a["gpu"] == "True")
 
 
 def emit_sparse_conv3d(bb: relax.BlockBuilder, feats, coords, weight, bias, out_coords, attrs: SparseConvAttrs):
@@ -328,15 +367,13 @@ def emit_sparse_conv3d(bb: relax.BlockBuilder, feats, coords, weight, bias, out_
     m = _rows(out_c)
     flow = choose_dataflow(attrs, cin, cout, dtype)
     if flow == "implicit_gemm":
-        fn = conv.implicit_gemm(attrs.kvol, cin, cout, dtype, attrs.relu, gpu)
-        args = [feats, nbr, w, b]
+        args = [feats, nbr]
     else:
         pairs = _pairs(bb, nbr, attrs.kvol, gpu)
-        fn = conv.gather_gemm_scatter(attrs.kvol, cin, cout, dtype, attrs.relu, gpu)
-        args = [feats, relax.TupleGetItem(pairs, 0), relax.TupleGetItem(pairs, 1), relax.TupleGetItem(pairs, 2), w, b]
-    # the kernel's name carries its layer group, so per-kernel timings map back to groups
-    name = f"sparse_conv_{flow}_{layer_group(attrs, cin, cout, dtype)}"
-    out = bb.emit(relax.call_tir(bb.add_func(fn, name), args, _t([m, cout], dtype)))
+        args = [feats, relax.TupleGetItem(pairs, 0), relax.TupleGetItem(pairs, 1), relax.TupleGetItem(pairs, 2)]
+    spec = KernelSpec(flow, attrs.kvol, cin, cout, dtype, attrs.relu, False, gpu)
+    out = bb.emit(relax.call_tir(bb.add_func(spec.build(), spec.name), args + [w, b, relax.const(np.zeros((1, cout), dtype))],
+                                 _t([m, cout], dtype)))
     return out, out_c
 
 
