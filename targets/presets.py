@@ -50,8 +50,8 @@ def _cuda(arch: str, host: dict, max_threads: int = 1024, shared: int = 49152) -
 
 def _vulkan(host: dict, max_threads: int = 256, shared: int = 16384, fp16: bool = True, int8: bool = True,
             int64: bool = True) -> dict:
-    # thread_warp_size 1: DLight then reduces through shared memory, which every Vulkan device
-    # has, instead of subgroup shuffles, whose availability varies by vendor and shader stage
+    # thread_warp_size 1: reductions synchronize whole workgroups, which is right on every device;
+    # a detected device with a fixed subgroup size gets warp-synchronous steps (device.warp_size)
     return {
         "kind": "vulkan",
         "max_num_threads": max_threads,
@@ -201,7 +201,7 @@ def _host_cpu_target() -> dict:
 
 def _detected_vulkan_target() -> dict:
     """The ``vulkan`` preset for the device here; Vulkan's portable limits when none can be asked."""
-    from edgec.targets.vulkan.device import DEFAULT_LIMITS, try_query
+    from edgec.targets.vulkan.device import DEFAULT_LIMITS, try_query, warp_size
 
     info = try_query()
     host = _host_cpu_target()
@@ -217,6 +217,7 @@ def _detected_vulkan_target() -> dict:
         int64="shaderInt64" in features,
     )
     target["device_name"] = info["name"]
+    target["thread_warp_size"] = warp_size(info)
     return target
 
 

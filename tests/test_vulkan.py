@@ -600,3 +600,28 @@ def test_codegen_errors_are_compile_errors():
 
     with pytest.raises(Exception, match="Vulkan codegen: kernel .* calls math function 'no_such_fn'"):
         _tir_run(bad, np.zeros(64, "float32"))
+
+
+def test_warp_synchronous_reductions_use_subgroup_barriers():
+    """With a warp size (lavapipe's fixed subgroup size), reduction tails sync subgroups, not workgroups."""
+    import tvm
+    from tvm import relax
+
+    from edgec.targets.vulkan import codegen
+    from edgec.targets.vulkan.device import warp_size
+
+    sources = []
+    real = codegen.compile_glsl
+    try:
+        codegen.compile_glsl = lambda src, name: (sources.append(src), real(src, name))[1]
+        spec = dict(_target().export(), thread_warp_size=8)
+        spec["host"] = {"kind": "llvm"}
+        x = _randn(4, 1000)
+        got = _relax_run(lambda a: relax.op.nn.softmax(a), x, target=tvm.target.Target(spec))
+    finally:
+        codegen.compile_glsl = real
+    e = np.exp(x - x.max(-1, keepdims=True))
+    np.testing.assert_allclose(got, e / e.sum(-1, keepdims=True), rtol=1e-5, atol=1e-7)
+    assert any("subgroupBarrier();" in s for s in sources)
+    assert warp_size({"vendor_id": 0x1002, "device_type": 2, "subgroup_size": 64}) == 1  # AMD: varies
+    assert warp_size({"vendor_id": 0x10DE, "device_type": 2, "subgroup_size": 32}) == 32  # NVIDIA: fixed

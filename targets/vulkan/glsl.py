@@ -152,6 +152,7 @@ class _Emitter:
         self.launch_extents: dict[str, int] = {}
         self.pending: list[str] = []  # statements hoisted out of expressions (Let)
         self.fold_grid = False
+        self.subgroup = False
 
     # -- names and types --------------------------------------------------------------------
 
@@ -328,7 +329,11 @@ class _Emitter:
                 self.line("memoryBarrierShared();")
                 self.line("barrier();")
             elif scope == "warp":
-                self.line("barrier();")
+                # warp-synchronous reduction steps run in divergent branches, where barrier() is
+                # undefined; the subgroup barrier is the warp sync TVM means (warp = subgroup)
+                self.subgroup = True
+                self.line("subgroupMemoryBarrierShared();")
+                self.line("subgroupBarrier();")
             else:
                 raise CompileError(f"Vulkan codegen: kernel {self.name} needs a {scope!r} barrier")
             return
@@ -694,6 +699,8 @@ def _assemble(em: _Emitter, buffer_decls: list[str], scalars: list[ScalarArg]) -
         out.append("#extension GL_EXT_shader_16bit_storage : require")
     if 8 in em.storage_bits:
         out.append("#extension GL_EXT_shader_8bit_storage : require")
+    if em.subgroup:
+        out.append("#extension GL_KHR_shader_subgroup_basic : require")
     out.append(f"layout(local_size_x = {x}, local_size_y = {y}, local_size_z = {z}) in;")
     out.extend(buffer_decls)
     if scalars:

@@ -993,6 +993,7 @@ std::string DeviceInfo(int id) {
      << "max_shared_memory_per_block=" << lim.maxComputeSharedMemorySize << "\n"
      << "max_push_constants_size=" << lim.maxPushConstantsSize << "\n"
      << "subgroup_size=" << p.subgroup_size << "\n"
+     << "vendor_id=" << p.props.vendorID << "\n"
      << "features=" << FeatureList(p.features) << "\n"
      << "device_count=" << inst.count() << "\n";
   return os.str();
