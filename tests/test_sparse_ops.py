@@ -56,7 +56,10 @@ def _ref_kwargs(attrs):
     return {k: v for k, v in attrs.items() if k not in ("dataflow", "activation", "max_points", "kernel_map")}
 
 
-@pytest.mark.parametrize("kernel_map", ["hash", "sort"])
+# auto (merge lookups + hash site dedupe on CPUs) by default; the all-hash and all-sort (GPU
+# algorithm) maps on every variant with -m slow, plus one variant of each by default
+@pytest.mark.parametrize("kernel_map", ["auto", pytest.param("hash", marks=pytest.mark.slow),
+                                        pytest.param("sort", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_conv_matches_reference_both_dataflows(variant, kernel_map):
     attrs = dict(VARIANTS[variant], kernel_map=kernel_map)
@@ -76,6 +79,11 @@ def test_conv_matches_reference_both_dataflows(variant, kernel_map):
         for f in FLOWS:
             np.testing.assert_array_equal(got[f"oc_{f}"], want_c)
             np.testing.assert_allclose(got[f"out_{f}"], want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel_map", ["hash", "sort"])
+def test_strided_dilated_with_each_kernel_map(kernel_map):
+    test_conv_matches_reference_both_dataflows("strided_dilated", kernel_map)
 
 
 def test_inverse_restores_coordinates_and_fuses_relu():
