@@ -57,25 +57,31 @@ class ResBlock(nn.Module):
 
 
 class MinkUNet(nn.Module):
-    """MinkUNet-style segmentation: points [P, 4] → (logits [M, classes], voxel coords [M, 4])."""
+    """MinkUNet-style segmentation: points [P, 4] → (logits [M, classes], voxel coords [M, 4]).
+
+    ``enc`` is the stem's width and each encoder stage's; ``dec`` each decoder stage's (4 by default).
+    """
 
     def __init__(self, num_classes: int = 19, enc=(32, 32, 64, 128, 256), dec=(256, 128, 96, 96),
                  voxel_size: float = 0.05, point_range=MINKUNET_RANGE, max_voxels: int = 160_000):
         super().__init__()
+        stages = len(dec)  # enc holds the stem's width and one per stage
+        if len(enc) != stages + 1:
+            raise ValueError(f"MinkUNet needs len(enc) == len(dec) + 1, got {enc=} {dec=}")
         self.voxelize = enn.Voxelize((voxel_size,) * 3, point_range, max_voxels)
         self.stem = nn.ModuleList([enn.SubMConv3d(4, enc[0], 3, bias=False), BNReLU(enc[0]),
                                    enn.SubMConv3d(enc[0], enc[0], 3, bias=False), BNReLU(enc[0])])
         self.down, self.enc = nn.ModuleList(), nn.ModuleList()
-        for i in range(4):
+        for i in range(stages):
             self.down.append(nn.ModuleList([enn.SparseConv3d(enc[i], enc[i], 2, stride=2, bias=False),
                                             BNReLU(enc[i])]))
             self.enc.append(ResBlock(enc[i], enc[i + 1]))
         self.up, self.dec = nn.ModuleList(), nn.ModuleList()
-        width = enc[4]
-        for i in range(4):
+        width = enc[stages]
+        for i in range(stages):
             self.up.append(nn.ModuleList([enn.SparseInverseConv3d(width, dec[i], 2, stride=2, bias=False),
                                           BNReLU(dec[i])]))
-            self.dec.append(ResBlock(dec[i] + enc[3 - i], dec[i]))
+            self.dec.append(ResBlock(dec[i] + enc[stages - 1 - i], dec[i]))
             width = dec[i]
         self.classifier = nn.Linear(width, num_classes)
 
@@ -149,9 +155,10 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
-def small_minkunet(point_range, seed=0) -> MinkUNet:
-    """The same architecture, narrower, for quick tests on a cropped scan."""
-    return randomize(MinkUNet(num_classes=5, enc=(8, 8, 16, 16, 24), dec=(16, 16, 8, 8), point_range=point_range,
+def small_minkunet(point_range, seed=0, stages: int = 4) -> MinkUNet:
+    """The same architecture, narrower (and with ``stages`` < 4, shallower), for quick tests."""
+    enc, dec = (8, 8, 16, 16, 24), (16, 16, 8, 8)
+    return randomize(MinkUNet(num_classes=5, enc=enc[:stages + 1], dec=dec[-stages:], point_range=point_range,
                               max_voxels=20_000), seed)
 
 

@@ -62,7 +62,36 @@ def test_scan_looks_like_lidar():
     assert 1_000 < len(crop(scan, PATCH_X, PATCH_Y)) < 5_000
 
 
-def test_minkunet_module_and_onnx(scans, tmp_path):
+def test_minkunet_two_stages_from_module(scans):
+    model = small_minkunet(MINK_RANGE, stages=2)
+    art = edgec.compile(model, target="host", inputs=INPUTS, layout="none")
+    for i, pts in enumerate(scans):
+        _compare(art.run({"points": pts}), _expected(model, pts), f"MinkUNet nn.Module, scan {i}")
+
+
+def test_centerpoint_from_onnx(scans, tmp_path):
+    model = small_centerpoint(CP_RANGE)
+    assert model.bev_shape == (18, 18, 2)
+    path = tmp_path / "centerpoint.onnx"
+    enn.export_onnx(model, (torch.from_numpy(scans[0]),), path, output_names=["heatmap", "boxes"])
+    art = edgec.compile(str(path), target="host", inputs=INPUTS)
+    for i, pts in enumerate(scans):
+        _compare(art.run({"points": pts}), _expected(model, pts), f"CenterPoint ONNX, scan {i}")
+
+
+def test_centerpoint_from_pt2(scans, tmp_path):
+    model = small_centerpoint(CP_RANGE, seed=1)
+    program = torch.export.export(model, (torch.from_numpy(scans[0]),),
+                                  dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    pt2 = tmp_path / "centerpoint.pt2"
+    torch.export.save(program, str(pt2))
+    art = edgec.compile(str(pt2), target="host", layout="none")
+    for i, pts in enumerate(scans):
+        _compare(art.run({"points": pts}), _expected(model, pts), f"CenterPoint .pt2, scan {i}")
+
+
+@pytest.mark.slow
+def test_minkunet_four_stages_module_and_onnx(scans, tmp_path):
     model = small_minkunet(MINK_RANGE)
     art = edgec.compile(model, target="host", inputs=INPUTS)
     for i, pts in enumerate(scans):
@@ -74,28 +103,21 @@ def test_minkunet_module_and_onnx(scans, tmp_path):
         _compare(art.run({"points": pts}), _expected(model, pts), f"MinkUNet ONNX, scan {i}")
 
 
-def test_centerpoint_pt2_and_onnx(scans, tmp_path):
-    model = small_centerpoint(CP_RANGE)
-    assert model.bev_shape == (18, 18, 2)
-    program = torch.export.export(model, (torch.from_numpy(scans[0]),),
-                                  dynamic_shapes=({0: torch.export.Dim.AUTO},))
-    pt2 = tmp_path / "centerpoint.pt2"
-    torch.export.save(program, str(pt2))
-    art = edgec.compile(str(pt2), target="host")
+@pytest.mark.slow
+def test_centerpoint_from_module(scans):
+    model = small_centerpoint(CP_RANGE, seed=2)
+    art = edgec.compile(model, target="host", inputs=INPUTS)
     for i, pts in enumerate(scans):
-        _compare(art.run({"points": pts}), _expected(model, pts), f"CenterPoint .pt2, scan {i}")
-    path = tmp_path / "centerpoint.onnx"
-    enn.export_onnx(model, (torch.from_numpy(scans[0]),), path)
-    art = edgec.compile(str(path), target="host", inputs=INPUTS)
-    for i, pts in enumerate(scans):
-        _compare(art.run({"points": pts}), _expected(model, pts), f"CenterPoint ONNX, scan {i}")
+        _compare(art.run({"points": pts}), _expected(model, pts), f"CenterPoint nn.Module, scan {i}")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["minkunet", "centerpoint"])
 def test_full_size_networks_on_full_scan(name, tmp_path):
-    """The full-width networks at voxel 0.05 m / 0.075 m on a whole ~100k-point scan."""
+    """The full-width networks at voxel 0.05 m / 0.075 m on a whole ~100k-point scan, from ONNX."""
     model = randomize(MinkUNet() if name == "minkunet" else CenterPointBackbone())
     scan = synthetic_scan(2)
-    art = edgec.compile(model, target="host", inputs=INPUTS)
+    path = tmp_path / f"{name}.onnx"
+    enn.export_onnx(model, (torch.from_numpy(scan),), path)
+    art = edgec.compile(str(path), target="host", inputs=INPUTS)
     _compare(art.run({"points": scan}), _expected(model, scan), f"{name} full scan")
