@@ -121,3 +121,14 @@ def test_full_size_networks_on_full_scan(name, tmp_path):
     enn.export_onnx(model, (torch.from_numpy(scan),), path)
     art = edgec.compile(str(path), target="host", inputs=INPUTS)
     _compare(art.run({"points": scan}), _expected(model, scan), f"{name} full scan")
+
+
+@pytest.mark.gpu
+def test_example_networks_on_cuda(scans, tmp_path):
+    """Both example networks built for CUDA (ONNX route) against the PyTorch modules on the CPU."""
+    for name, model in (("minkunet", small_minkunet(MINK_RANGE, stages=2)), ("centerpoint", small_centerpoint(CP_RANGE))):
+        path = tmp_path / f"{name}.onnx"
+        enn.export_onnx(model, (torch.from_numpy(scans[0]),), path)
+        art = edgec.compile(str(path), target="cuda", inputs=INPUTS)
+        for i, pts in enumerate(scans):
+            _compare(art.run({"points": pts}), _expected(model, pts), f"{name} on CUDA, scan {i}")
