@@ -1,11 +1,15 @@
-"""Sparse conv layers on a synthetic LiDAR scan: edgec (both dataflows) against spconv's CPU path.
+"""Sparse convs on a synthetic LiDAR scan: edgec (both dataflows) against spconv's CPU path.
 
-Each layer is compiled alone (``edgec`` ONNX op) and timed end to end per call, kernel map
-included, exactly as spconv builds its indice pairs per call. spconv runs with one thread (its
-CPU path races with more); edgec runs with ``--threads`` (default 1, the like-for-like number).
+Per layer: each layer is compiled alone (``edgec`` ONNX op) and timed per call, kernel map
+included, exactly as spconv builds its indice pairs per call. End to end: a MinkUNet-style
+encoder-decoder (subm, strided and inverse convs with fused ReLU) compiled as one model against
+the same network in spconv (indice keys shared as in ours). spconv runs with one thread (its CPU
+path races with more); edgec runs with ``--threads`` (default 1, the like-for-like number).
 Ratios are spconv time / edgec time: above 1 means edgec is faster.
 
-    python bench/sparse_conv.py [--points 100000] [--voxel 0.05] [--runs 5] [--threads 1] [--json]
+The scan is examples/lidar.py's 64-beam street scene (about 100k points), voxelized at 0.05 m.
+
+    python bench/sparse_conv.py [--voxel 0.05] [--runs 5] [--threads 1] [--json]
 """
 
 from __future__ import annotations
@@ -18,7 +22,18 @@ import numpy as np
 
 
 def synthetic_scan(points: int, seed: int = 0) -> np.ndarray:
-    """A 64-beam ring pattern over a ground plane, with box-shaped objects; xyz + intensity."""
+    """examples/lidar.py's scan when it is there, else a simple 64-beam ring pattern over a ground
+    plane with box-shaped objects; xyz + intensity."""
+    try:
+        import os
+        import sys
+
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+        from lidar import synthetic_scan as street
+
+        return street(seed)
+    except ImportError:
+        pass
     rng = np.random.default_rng(seed)
     beams = np.deg2rad(np.linspace(-25.0, 3.0, 64))
     per_beam = points // 64
@@ -88,6 +103,97 @@ def _spconv_layer(cin, cout, attrs, w):
     return m
 
 
+UNET = [  # name, cin, cout, attrs, input, indice key (spconv)
+    ("s0", 4, 16, dict(kernel_size=[3, 3, 3], subm=1), "feats", "s0"),
+    ("d0", 16, 32, dict(kernel_size=[2, 2, 2], stride=[2, 2, 2]), "s0", "d0"),
+    ("s1", 32, 32, dict(kernel_size=[3, 3, 3], subm=1), "d0", "s1"),
+    ("d1", 32, 64, dict(kernel_size=[2, 2, 2], stride=[2, 2, 2]), "s1", "d1"),
+    ("s2", 64, 64, dict(kernel_size=[3, 3, 3], subm=1), "d1", "s2"),
+    ("u1", 64, 32, dict(kernel_size=[2, 2, 2], stride=[2, 2, 2], inverse=1), "s2", "d1"),
+    ("u0", 32, 16, dict(kernel_size=[2, 2, 2], stride=[2, 2, 2], inverse=1), "u1", "d0"),
+]
+
+
+def _unet_edgec(weights):
+    from onnx import TensorProto, helper, numpy_helper
+
+    import edgec
+
+    coords = {"feats": "coords"}
+    nodes = []
+    for name, _cin, _cout, attrs, src, key in UNET:
+        inputs = [src, coords[src], f"w_{name}"]
+        if attrs.get("inverse"):
+            # the coordinates the paired strided conv started from
+            inputs += ["", coords[next(s for n, _a, _b, _c, s, _k in UNET if n == key)]]
+        nodes.append(helper.make_node("SparseConv3d", inputs, [name, f"{name}_c"], name, domain="edgec",
+                                      activation="ReLU", **attrs))
+        coords[name] = inputs[-1] if attrs.get("inverse") else (coords[src] if attrs.get("subm") else f"{name}_c")
+    graph = helper.make_graph(nodes, "unet", [
+        helper.make_tensor_value_info("feats", TensorProto.FLOAT, ["n", 4]),
+        helper.make_tensor_value_info("coords", TensorProto.INT32, ["n", 4])],
+        [helper.make_tensor_value_info("u0", TensorProto.FLOAT, ["n", 16])],
+        initializer=[numpy_helper.from_array(w, f"w_{k}") for k, w in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("edgec", 1)])
+    model.ir_version = 10
+    return edgec.compile(model, target="host")
+
+
+def _unet_spconv(weights):
+    import spconv.pytorch as spconv
+    import torch
+
+    layers = {}
+    for name, cin, cout, attrs, _src, key in UNET:
+        k = attrs["kernel_size"]
+        if attrs.get("subm"):
+            m = spconv.SubMConv3d(cin, cout, k, padding=1, bias=False, indice_key=key)
+        elif attrs.get("inverse"):
+            m = spconv.SparseInverseConv3d(cin, cout, k, bias=False, indice_key=key)
+        else:
+            m = spconv.SparseConv3d(cin, cout, k, stride=attrs["stride"], bias=False, indice_key=key)
+        m.weight.data = torch.from_numpy(np.ascontiguousarray(weights[name].transpose(4, 0, 1, 2, 3)))
+        layers[name] = m
+
+    def forward(x):
+        out = {"feats": x}
+        for name, *_rest, src, _key in UNET:
+            y = layers[name](out[src])
+            out[name] = y.replace_feature(torch.relu(y.features))
+        return out["u0"]
+
+    return forward
+
+
+def _end_to_end(scan, voxel, runs):
+    import spconv.pytorch as spconv
+    import torch
+
+    feats, coords = voxels(scan, voxel, 4)
+    shape = (coords[:, 1:].max(axis=0) + 4).tolist()
+    rng = np.random.default_rng(3)
+    weights = {name: (rng.standard_normal((*a["kernel_size"], cin, cout)) * 0.2).astype(np.float32)
+               for name, cin, cout, a, _s, _k in UNET}
+    row = {"layer": "MinkUNet-style e2e", "voxels": len(coords)}
+    for flow in ("implicit_gemm", "gather_scatter", None):
+        from edgec.passes.sparse_conv.ops import dataflow_choices
+
+        with dataflow_choices(force=flow):
+            art = _unet_edgec(weights)
+        row[(flow or "auto") + "_ms"] = _time(lambda: art.run({"feats": feats, "coords": coords}), runs)
+    forward = _unet_spconv(weights)
+    tf, tc = torch.from_numpy(feats), torch.from_numpy(coords)
+
+    def run_spconv():
+        with torch.no_grad():
+            forward(spconv.SparseConvTensor(tf, tc, shape, 1))
+
+    row["spconv_ms"] = _time(run_spconv, runs)
+    best = min(row["implicit_gemm_ms"], row["gather_scatter_ms"], row["auto_ms"])
+    row["ratio_spconv_over_edgec"] = row["spconv_ms"] / best
+    return row
+
+
 def _time(fn, runs):
     fn()
     times = []
@@ -136,6 +242,12 @@ def main(points, voxel, runs, threads, as_json):
             print(f"{name:18s} N={len(coords):6d}  implicit {row['implicit_gemm_ms']:8.2f} ms  gather-scatter "
                   f"{row['gather_scatter_ms']:8.2f} ms  spconv {row['spconv_ms']:8.2f} ms  "
                   f"speedup {row['ratio_spconv_over_edgec']:.2f}x", flush=True)
+    row = _end_to_end(scan, voxel, runs)
+    results.append(row)
+    if not as_json:
+        print(f"{row['layer']:18s} N={row['voxels']:6d}  implicit {row['implicit_gemm_ms']:8.2f} ms  gather-scatter "
+              f"{row['gather_scatter_ms']:8.2f} ms  auto {row['auto_ms']:8.2f} ms  spconv {row['spconv_ms']:8.2f} ms  "
+              f"speedup {row['ratio_spconv_over_edgec']:.2f}x", flush=True)
     if as_json:
         print(json.dumps({"threads": threads, "points": points, "voxel": voxel, "layers": results}, indent=1))
 
