@@ -101,9 +101,28 @@ def export_onnx(module: torch.nn.Module, example_inputs, path, *, input_names=No
     finally:
         module.train(was_training)
     model = onnx.load(os.fspath(path))
+    if output_names is None:
+        _name_outputs(model)
     _tidy(model, dynamic_axes)
     onnx.save(model, os.fspath(path))
     return model
+
+
+def _name_outputs(model: onnx.ModelProto) -> None:
+    """Name the outputs as the torch frontend does ("output", or "output0", "output1", ...), not
+    by the tracer's value numbers."""
+    outs = model.graph.output
+    rename = {o.name: ("output" if len(outs) == 1 else f"output{i}") for i, o in enumerate(outs)}
+    taken = {v for n in model.graph.node for v in n.output} | {i.name for i in model.graph.input}
+    inputs = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer}
+    if (len(rename) != len(outs) or any(old in inputs for old in rename)
+            or any(new in taken and new not in rename for new in rename.values())):
+        return  # an output repeats, is an input, or its new name is taken: keep the tracer's names
+    for node in model.graph.node:
+        node.output[:] = [rename.get(v, v) for v in node.output]
+        node.input[:] = [rename.get(v, v) for v in node.input]
+    for o in outs:
+        o.name = rename[o.name]
 
 
 def _tidy(model: onnx.ModelProto, dynamic_axes: dict) -> None:
