@@ -329,3 +329,26 @@ def test_batchnorm_residual_and_relu_fuse_into_the_conv():
     b, _ = ref.sparse_conv3d(a, coords, w2, kernel_size=3, subm=True)
     np.testing.assert_allclose(art.run({"feats": feats, "coords": coords})["out"], np.maximum(b + a, 0),
                                rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel_map", ["auto", "hash", "sort"])
+def test_strided_conv_checks_its_coordinates(kernel_map):
+    # a strided conv's map comes from its own site discovery; the checks must still run
+    w = np.ones((2, 2, 2, 2, 3), np.float32)
+    nodes = [_conv(["feats", "coords", "w"], ["o", "oc"], "down", kernel_size=[2, 2, 2], stride=[2, 2, 2],
+                   kernel_map=kernel_map, max_points=64)]
+    art = edgec.compile(_model(nodes, _sparse_inputs(2), [("o", TensorProto.FLOAT, ["m", 3])], {"w": w}),
+                        target="host")
+    coords = _coords(np.random.default_rng(0), 40, extent=6)
+    feats = np.ones((len(coords), 2), np.float32)
+    art.run({"feats": feats, "coords": coords})
+    dup, neg = coords.copy(), coords.copy()
+    dup[1] = dup[2]
+    neg[0, 1] = -1
+    with pytest.raises(EdgecError, match="duplicate"):
+        art.run({"feats": feats, "coords": dup})
+    with pytest.raises(EdgecError, match="non-negative"):
+        art.run({"feats": feats, "coords": neg})
+    many = _coords(np.random.default_rng(1), 300, extent=10)[:80]
+    with pytest.raises(EdgecError, match="declared maximum"):
+        art.run({"feats": np.ones((80, 2), np.float32), "coords": many})

@@ -54,23 +54,28 @@ def build():
 
 
 def sites(kvol: int, stride, pad, dil, extent):
-    """coords [n, 4], offsets [K, 3] -> scratch table [cap], unique output keys [n*K] (the first
-    ``count`` used, in discovery order), count [1]: a strided conv's output sites, deduplicated
-    through the table so only the unique ones need sorting."""
+    """coords [n, 4], offsets [K, 3] -> table keys [cap], unique output keys [n*K] (the first
+    ``count`` used, in discovery order), count [1], and the table slot of every (input, offset)
+    pair's output site [n, K] (-1: none): a strided conv's output sites, deduplicated through the
+    table so only the unique ones need sorting, and its kernel map from the input side."""
     sx, sy, sz = stride
     px, py, pz = pad
     dx, dy, dz = dil
     ex, ey, ez = extent or (FIELD, FIELD, FIELD)
 
     @T.prim_func(private=True, s_tir=True)
-    def sparse_hash_sites(c: T.handle, offs: T.Buffer((kvol, 3), "int32"), tk: T.handle, u: T.handle,
-                          cnt: T.Buffer((1,), "int64")):
+    def sparse_hash_sites(c: T.handle, tok: T.handle, offs: T.Buffer((kvol, 3), "int32"), tk: T.handle, u: T.handle,
+                          cnt: T.Buffer((1,), "int64"), sl: T.handle):
         T.func_attr(ATTRS)
         n = T.int64()
         cap = T.int64()
         C = T.match_buffer(c, (n, 4), "int32")
+        nt = T.int64()
+        # the coordinates' checked index: passed so that its checks run first and are not dead code
+        T.match_buffer(tok, (nt,), "int64")
         TK = T.match_buffer(tk, (cap,), "int64")
         U = T.match_buffer(u, (n * kvol,), "int64")
+        SL = T.match_buffer(sl, (n, kvol), "int32")
         with T.sblock("root"):
             for s in T.parallel(cap):
                 TK[s] = T.int64(EMPTY)
@@ -82,6 +87,7 @@ def sites(kvol: int, stride, pad, dil, extent):
             for i in range(n):
                 for a in range(kvol):
                     ok[0] = 1
+                    SL[i, a] = -1
                     for t in range(3):
                         num = C[i, t + 1] + T.Select(t == 0, px, T.Select(t == 1, py, pz)) - offs[a, t] * T.Select(
                             t == 0, dx, T.Select(t == 1, dy, dz))
@@ -101,6 +107,7 @@ def sites(kvol: int, stride, pad, dil, extent):
                                            + T.Cast("int64", dst[1]) * T.int64(1 << 16) + T.Cast("int64", dst[2]))
                             U[count[0]] = TK[slot[0]]
                             count[0] = count[0] + T.int64(1)
+                        SL[i, a] = T.Cast("int32", slot[0])
             cnt[0] = count[0]
 
     return sparse_hash_sites
@@ -127,3 +134,50 @@ def take_prefix(gpu: bool = False):
                     O[j] = U[j]
 
     return sparse_take_prefix
+
+
+def slot_ranks():
+    """sorted unique keys [m], table keys [cap] -> rank [cap]: each occupied slot's output row."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def sparse_slot_ranks(u: T.handle, tk: T.handle, rk: T.handle):
+        T.func_attr(ATTRS)
+        m = T.int64()
+        cap = T.int64()
+        U = T.match_buffer(u, (m,), "int64")
+        TK = T.match_buffer(tk, (cap,), "int64")
+        RK = T.match_buffer(rk, (cap,), "int32")
+        with T.sblock("root"):
+            for j in T.parallel(m):
+                slot = T.decl_buffer((1,), "int64", scope="local")
+                slot[0] = hash_slot(U[j], cap)
+                while TK[slot[0]] != U[j]:
+                    slot[0] = T.if_then_else(slot[0] + T.int64(1) == cap, T.int64(0), slot[0] + T.int64(1))
+                RK[slot[0]] = T.Cast("int32", j)
+
+    return sparse_slot_ranks
+
+
+def scatter_map(kvol: int):
+    """pair slots [n, K], slot ranks [cap] -> nbr [m, K]: for output row q and offset a, the input
+    row whose site it is (at most one: p = q·stride − padding + a·dilation)."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def sparse_scatter_map(sl: T.handle, rk: T.handle, nb: T.handle):
+        T.func_attr(ATTRS)
+        n = T.int64()
+        m = T.int64()
+        cap = T.int64()
+        SL = T.match_buffer(sl, (n, kvol), "int32")
+        RK = T.match_buffer(rk, (cap,), "int32")
+        NB = T.match_buffer(nb, (m, kvol), "int32")
+        with T.sblock("root"):
+            for j in T.parallel(m):
+                for a in range(kvol):
+                    NB[j, a] = -1
+            for i in T.parallel(n):
+                for a in range(kvol):
+                    if SL[i, a] >= 0:
+                        NB[RK[SL[i, a]], a] = T.Cast("int32", i)
+
+    return sparse_scatter_map

@@ -207,10 +207,13 @@ def candidates(kvol: int, stride, pad, dil, extent, gpu: bool):
                 K[i * kvol + a] = T.int64(SENTINEL)
 
     @T.prim_func(private=True, s_tir=True)
-    def sparse_out_candidates(c: T.handle, offs: T.Buffer((kvol, 3), "int32"), k: T.handle):
+    def sparse_out_candidates(c: T.handle, tok: T.handle, offs: T.Buffer((kvol, 3), "int32"), k: T.handle):
         T.func_attr(ATTRS)
         n = T.int64()
         C = T.match_buffer(c, (n, 4), "int32")
+        nt = T.int64()
+        # the coordinates' checked index: passed so that its checks run first and are not dead code
+        T.match_buffer(tok, (nt,), "int64")
         K = T.match_buffer(k, (n * kvol,), "int64")
 
         with T.sblock("root"):

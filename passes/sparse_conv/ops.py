@@ -171,7 +171,7 @@ def _offsets_const(kernel_size):
     return relax.const(np.array(kmap.offsets(kernel_size), np.int32).reshape(-1, 3))
 
 
-def _strided_sites(bb, coords, attrs: SparseConvAttrs, gpu: bool):
+def _strided_sites(bb, coords, index, attrs: SparseConvAttrs, gpu: bool):
     """(sorted keys [M], coordinates [M, 4]) of a strided conv's unique output sites; M depends on the data."""
 
     def make():
@@ -187,12 +187,13 @@ def _strided_sites(bb, coords, attrs: SparseConvAttrs, gpu: bool):
         if hashed:
             cap = hashmap.table_size(n, hashmap.sites_bound(attrs.kernel_size, attrs.stride, attrs.dilation))
             fn = hashmap.sites(attrs.kvol, attrs.stride, attrs.padding, attrs.dilation, extent)
-            found = bb.emit(relax.call_tir(bb.add_func(fn, "sparse_hash_sites"), [coords, offs],
-                                           [_t([cap], "int64"), _t([length], "int64"), _t([1], "int64")]))
+            found = bb.emit(relax.call_tir(bb.add_func(fn, "sparse_hash_sites"), [coords, index[0], offs],
+                                           [_t([cap], "int64"), _t([length], "int64"), _t([1], "int64"),
+                                            _t([n, attrs.kvol], "int32")]))
             keys, count = relax.TupleGetItem(found, 1), relax.TupleGetItem(found, 2)
         else:
             cand_fn = kmap.candidates(attrs.kvol, attrs.stride, attrs.padding, attrs.dilation, extent, gpu)
-            cand = bb.emit(relax.call_tir(bb.add_func(cand_fn, "sparse_out_candidates"), [coords, offs],
+            cand = bb.emit(relax.call_tir(bb.add_func(cand_fn, "sparse_out_candidates"), [coords, index[0], offs],
                                           _t([length], "int64")))
             ordered = bb.emit(relax.op.sort(cand, axis=0))
             uniq = bb.emit(relax.call_tir(bb.add_func(kmap.unique_sorted(gpu), "sparse_unique"), [ordered],
@@ -205,8 +206,16 @@ def _strided_sites(bb, coords, attrs: SparseConvAttrs, gpu: bool):
                                       _t([m], "int64")))
         if hashed:  # only the unique sites get sorted
             keys = bb.emit(relax.op.sort(keys, axis=0))
-        return keys, bb.emit(relax.call_tir(bb.add_func(kmap.decode_keys(gpu), "sparse_decode"), [keys],
-                                            _t([m, 4], "int32")))
+        out_c = bb.emit(relax.call_tir(bb.add_func(kmap.decode_keys(gpu), "sparse_decode"), [keys],
+                                       _t([m, 4], "int32")))
+        if hashed:  # the discovery pass already paired inputs with sites: the map is a scatter
+            table, pair_slots = relax.TupleGetItem(found, 0), relax.TupleGetItem(found, 3)
+            ranks = bb.emit(relax.call_tir(bb.add_func(hashmap.slot_ranks(), "sparse_slot_ranks"), [keys, table],
+                                           _t([cap], "int32")))
+            nbr = bb.emit(relax.call_tir(bb.add_func(hashmap.scatter_map(attrs.kvol), "sparse_scatter_map"),
+                                         [pair_slots, ranks], _t([m, attrs.kvol], "int32")))
+            _cached(bb, ("nbr", out_c, coords, attrs.geometry(), attrs.max_points, _methods(attrs, gpu)), lambda: nbr)
+        return keys, out_c
 
     return _cached(bb, ("sites", coords, attrs.geometry(), _methods(attrs, gpu)), make)
 
@@ -361,8 +370,8 @@ def emit_sparse_conv3d(bb: relax.BlockBuilder, feats, coords, weight, bias, out_
         out_c = out_coords
     out_keys = None
     if not attrs.subm and not attrs.inverse:
-        _coord_index(bb, coords, attrs.max_points, gpu, _methods(attrs, gpu)[0] == "hash")  # its checks run first
-        out_keys, out_c = _strided_sites(bb, coords, attrs, gpu)
+        index = _coord_index(bb, coords, attrs.max_points, gpu, _methods(attrs, gpu)[0] == "hash")
+        out_keys, out_c = _strided_sites(bb, coords, index, attrs, gpu)
     nbr = _neighbors(bb, out_c, coords, attrs, gpu, out_keys)
     m = _rows(out_c)
     flow = choose_dataflow(attrs, cin, cout, dtype)
