@@ -86,6 +86,15 @@ def test_strided_dilated_with_each_kernel_map(kernel_map):
     test_conv_matches_reference_both_dataflows("strided_dilated", kernel_map)
 
 
+@pytest.mark.parametrize("variant", ["subm_dilated", "strided_spatial_shape"])
+def test_gpu_lookup_algorithm_on_the_cpu(variant, monkeypatch):
+    # the binary-search lookups and sort-based sites that CUDA targets use, run here on the CPU
+    from edgec.passes.sparse_conv import ops
+
+    monkeypatch.setattr(ops, "_LOOKUP_OVERRIDE", "search")
+    test_conv_matches_reference_both_dataflows(variant, "auto")
+
+
 def test_inverse_restores_coordinates_and_fuses_relu():
     rng = np.random.default_rng(7)
     cin, cmid, cout = 4, 6, 5

@@ -133,10 +133,15 @@ def _check_coords(expr, what: str):
         raise SparseError(f"{what} must have 4 columns (batch, x, y, z), got shape {list(ty.shape)}")
 
 
+_LOOKUP_OVERRIDE = None
+
+
 def _methods(attrs: SparseConvAttrs, gpu: bool) -> tuple[str, str]:
     """(lookup, sites): how neighbours are found ("hash" probes, "merge" of sorted lists on CPUs,
     "search" = binary search on GPUs) and how strided output sites are deduplicated ("hash" or
     "sort"). ``auto``: merge + hash on CPUs, search + sort on GPUs."""
+    if _LOOKUP_OVERRIDE:  # tests run the GPU lookup algorithm on the CPU
+        return _LOOKUP_OVERRIDE, "sort"
     if attrs.kernel_map == "hash":
         if gpu:
             raise SparseError(f"SparseConv3d {attrs.name!r}: the hash kernel map runs on CPUs only; use sort")
