@@ -67,6 +67,8 @@ def cli(ctx, debug):
 @click.option("--quantize", type=click.Choice(["int4"]), default=None, help="Quantize weights.")
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Calibration inputs (.npz) for AWQ.")
+@click.option("--sparse-sample", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Sample inputs (.npz): time both sparse-conv dataflows per layer group (host target).")
 @click.option("--layout", type=click.Choice(["auto", "none"]), default="auto", show_default=True)
 @click.option("--tuning-db", type=click.Path(file_okay=False), default=None, help="MetaSchedule database.")
 @click.option("--arch", default=None, help="CUDA compute capability, e.g. sm_87.")
@@ -79,8 +81,8 @@ def cli(ctx, debug):
 @click.option("--no-isolate", is_flag=True,
               help="Compile in this process rather than a child process (a crash in TVM then ends edgec).")
 @click.pass_context
-def compile(ctx, model, target, out, inputs, quantize, calibration, layout, tuning_db, arch, ndk, runtime_dir,
-            verify, dump_ir, as_json, no_isolate):  # noqa: A001
+def compile(ctx, model, target, out, inputs, quantize, calibration, sparse_sample, layout, tuning_db, arch, ndk,
+            runtime_dir, verify, dump_ir, as_json, no_isolate):  # noqa: A001
     """Compile MODEL (.onnx or .pt2) into a deployable artifact."""
     from edgec import compile_job, isolation
     from edgec.frontend import check_model_file
@@ -98,7 +100,7 @@ def compile(ctx, model, target, out, inputs, quantize, calibration, layout, tuni
     request = {"model": model, "target": target, "out": out or os.path.splitext(os.path.basename(model))[0] + ".edgec",
                "inputs": {s.name: s.to_json() for s in inputs}, "quantize": quantize, "calibration": calibration,
                "layout": layout, "tuning_db": tuning_db, "arch": arch, "ndk": ndk, "runtime_dir": runtime_dir,
-               "verify": verify, "dump_ir": dump_ir}
+               "verify": verify, "dump_ir": dump_ir, "sparse_sample": sparse_sample}
     if no_isolate:
         data = compile_job.compile_to_file(request)
     else:

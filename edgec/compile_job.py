@@ -14,7 +14,7 @@ def compile_to_file(request: dict) -> dict:
                         quantize=request.get("quantize"), calibration=request.get("calibration"),
                         layout=request.get("layout", "auto"), tuning_db=request.get("tuning_db"),
                         arch=request.get("arch"), ndk=request.get("ndk"), runtime_dir=request.get("runtime_dir"),
-                        dump_ir=request.get("dump_ir"))
+                        dump_ir=request.get("dump_ir"), sparse_sample=request.get("sparse_sample"))
     verification = None
     if request.get("verify"):
         from edgec.verify import verify_artifact
@@ -25,10 +25,14 @@ def compile_to_file(request: dict) -> dict:
     text = f"wrote {out} ({art.preset}, {sum(len(b) for b in art.files.values()) / 1e6:.1f} MB)"
     if verification:
         text += "\n" + verification_text(verification)
+    sparse = art.manifest.get("sparse_dataflows")
+    if sparse:
+        text += "\nsparse dataflows: " + ", ".join(f"{g} {f}" for g, f in sorted(sparse["groups"].items()))
     return {"artifact": out, "sha256": art.sha256(), "preset": art.preset, "target": art.target,
             "inputs": art.manifest["inputs"], "outputs": art.manifest["outputs"],
             "layout_transforms": art.report.layout_transforms,
             "report": art.report.to_json(), "verification": verification.to_json() if verification else None,
+            "sparse_dataflows": sparse,
             "text": text}
 
 

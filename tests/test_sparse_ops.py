@@ -361,3 +361,24 @@ def test_strided_conv_checks_its_coordinates(kernel_map):
     many = _coords(np.random.default_rng(1), 300, extent=10)[:80]
     with pytest.raises(EdgecError, match="declared maximum"):
         art.run({"feats": np.ones((80, 2), np.float32), "coords": many})
+
+
+def test_cli_sparse_sample_records_the_choice(tmp_path, capsys):
+    import json
+
+    from edgec.cli import main as cli_main
+
+    rng = np.random.default_rng(21)
+    w = rng.standard_normal((3, 3, 3, 4, 4)).astype(np.float32)
+    nodes = [_conv(["feats", "coords", "w"], ["o", "oc"], "c", kernel_size=[3, 3, 3], subm=1)]
+    model = _model(nodes, _sparse_inputs(4), [("o", TensorProto.FLOAT, ["n", 4])], {"w": w})
+    path = tmp_path / "sparse.onnx"
+    onnx.save(model, str(path))
+    coords = _coords(rng, 500)
+    np.savez(tmp_path / "sample.npz", feats=rng.standard_normal((len(coords), 4)).astype(np.float32), coords=coords)
+    out = tmp_path / "sparse.edgec"
+    assert cli_main(["compile", str(path), "-o", str(out), "--sparse-sample", str(tmp_path / "sample.npz"),
+                     "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["sparse_dataflows"]["groups"]) == {"k27_4x4_float32"}
+    assert edgec.load(str(out)).manifest["sparse_dataflows"] == report["sparse_dataflows"]
