@@ -1,1 +1,3 @@
-"""Sparse 3-D convolution: numpy reference, Relax emitters lowered to TIR, kernel maps."""
+"""Sparse 3-D convolution (issue 6): the numpy reference (``reference``), Relax emitters
+(``ops``) lowered to hand-written TIR (``kmap``, ``hashmap``, ``conv``, ``dense``), the epilogue
+fusion pass (``fuse``) and the dataflow autotuner (``tune``)."""

@@ -1,10 +1,10 @@
-"""TIR kernels that build and query kernel maps: coordinate keys, sorted-key search, output sites.
+"""TIR kernels that build and query kernel maps over sorted keys: coordinate keys, lookups by
+binary search (GPUs) or by merging sorted lists (CPUs), and a strided conv's output sites.
 
 A coordinate (batch, x, y, z) packs into one int64 key ``b<<48 | x<<32 | y<<16 | z`` (each field in
 [0, 65536)), so numeric key order is lexicographic coordinate order. A tensor's keys are sorted
-once (``relax.op.argsort``: TIR on GPUs) and every neighbour lookup is a binary search in TIR.
-Sort + search rather than a hash table: the same sorted keys give strided convs their sorted,
-unique output sites, and nothing needs atomics on a GPU.
+once (``relax.op.argsort``: TIR on GPUs). Sorted keys need no atomics on a GPU and give strided
+convs their sorted, unique output sites; ``hashmap.py`` holds the CPU hash-table alternatives.
 
 The neighbour map ``nbr[m, K]`` is output-stationary: for output site j and kernel offset a, the
 one input row that feeds it, or -1. Every conv variant has at most one such row:

@@ -6,9 +6,10 @@ kernels write the sorted unique output sites into an N·K buffer plus a count, `
 turns the count into a shape, and a ``match_cast`` binds the new symbolic M that the following
 kernels are sized by.
 
-Kernel maps are shared: within one BlockBuilder, the sorted index of a coordinate tensor, the
-output sites of a strided conv, and the neighbour map of a (coords, geometry) pair are each
-emitted once and reused by every layer that asks for the same thing.
+Kernel maps are shared: within one BlockBuilder, the index of a coordinate tensor, the output
+sites of a strided conv, and the neighbour map of a (coords, geometry) pair are each emitted once
+and reused by every layer that asks for the same thing. ``_methods`` picks how maps are built
+(merge/hash/binary search); ``choose_dataflow`` picks each conv's dataflow.
 """
 
 from __future__ import annotations
