@@ -382,3 +382,22 @@ def test_cli_sparse_sample_records_the_choice(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert set(report["sparse_dataflows"]["groups"]) == {"k27_4x4_float32"}
     assert edgec.load(str(out)).manifest["sparse_dataflows"] == report["sparse_dataflows"]
+
+
+def test_parallel_kernels_are_deterministic():
+    # spconv's CPU path races with more than one thread; every output row here has one writer
+    rng = np.random.default_rng(30)
+    w1 = rng.standard_normal((3, 3, 3, 8, 8)).astype(np.float32)
+    w2 = rng.standard_normal((3, 3, 3, 8, 8)).astype(np.float32)
+    nodes = [_conv(["feats", "coords", "w1"], ["a", "ac"], "s", kernel_size=[3, 3, 3], subm=1,
+                   dataflow="gather_scatter"),
+             _conv(["a", "ac", "w2"], ["b", "bc"], "d", kernel_size=[3, 3, 3], stride=[2, 2, 2], padding=[1, 1, 1]),
+             _conv(["b", "bc", "w2", "", "coords"], ["c", "cc"], "u", kernel_size=[3, 3, 3], stride=[2, 2, 2],
+                   padding=[1, 1, 1], inverse=1, dataflow="gather_scatter")]
+    art = edgec.compile(_model(nodes, _sparse_inputs(8), [("c", TensorProto.FLOAT, ["n", 8])],
+                               {"w1": w1, "w2": w2}), target="host")
+    coords = _coords(rng, 20000, batches=2, extent=40)
+    feats = rng.standard_normal((len(coords), 8)).astype(np.float32)
+    first = art.run({"feats": feats, "coords": coords})["c"]
+    for _ in range(8):
+        np.testing.assert_array_equal(art.run({"feats": feats, "coords": coords})["c"], first)
