@@ -165,12 +165,28 @@ def _coord_index(bb, coords, max_points: int, gpu: bool, hashed: bool):
             table = bb.emit(relax.call_tir(bb.add_func(hashmap.build(), "sparse_hash_build"), [keys],
                                            [_t([cap], "int64"), _t([cap], "int32")]))
             return relax.TupleGetItem(table, 0), relax.TupleGetItem(table, 1)
-        order = bb.emit(relax.op.argsort(keys, axis=0, dtype="int32"))
+        order = _argsort(bb, keys, gpu)
         skeys = bb.emit(relax.call_tir(bb.add_func(kmap.sorted_keys(gpu), "sparse_sorted_keys"),
                                        [keys, order], _t([n], "int64")))
         return skeys, order
 
     return _cached(bb, ("index", coords, max_points, hashed), make)
+
+
+def _argsort(bb, keys, gpu: bool):
+    """Ascending order of int64 keys: our TIR radix sort on CPUs, TVM's TIR sort on GPUs."""
+    if gpu:
+        return bb.emit(relax.op.argsort(keys, axis=0, dtype="int32"))
+    return bb.emit(relax.call_tir(bb.add_func(kmap.radix_argsort(), "sparse_radix_argsort"), [keys],
+                                  _t([_rows(keys)], "int32")))
+
+
+def _sort(bb, keys, gpu: bool):
+    if gpu:
+        return bb.emit(relax.op.sort(keys, axis=0))
+    order = _argsort(bb, keys, gpu)
+    return bb.emit(relax.call_tir(bb.add_func(kmap.sorted_keys(gpu, check=False), "sparse_gather_keys"),
+                                  [keys, order], _t([_rows(keys)], "int64")))
 
 
 def _offsets_const(kernel_size):
@@ -201,7 +217,7 @@ def _strided_sites(bb, coords, index, attrs: SparseConvAttrs, gpu: bool):
             cand_fn = kmap.candidates(attrs.kvol, attrs.stride, attrs.padding, attrs.dilation, extent, gpu)
             cand = bb.emit(relax.call_tir(bb.add_func(cand_fn, "sparse_out_candidates"), [coords, index[0], offs],
                                           _t([length], "int64")))
-            ordered = bb.emit(relax.op.sort(cand, axis=0))
+            ordered = _sort(bb, cand, gpu)
             uniq = bb.emit(relax.call_tir(bb.add_func(kmap.unique_sorted(gpu), "sparse_unique"), [ordered],
                                           [_t([length], "int64"), _t([1], "int64")]))
             keys, count = relax.TupleGetItem(uniq, 0), relax.TupleGetItem(uniq, 1)
@@ -211,7 +227,7 @@ def _strided_sites(bb, coords, index, attrs: SparseConvAttrs, gpu: bool):
         keys = bb.emit(relax.call_tir(bb.add_func(hashmap.take_prefix(gpu), "sparse_take_prefix"), [keys],
                                       _t([m], "int64")))
         if hashed:  # only the unique sites get sorted
-            keys = bb.emit(relax.op.sort(keys, axis=0))
+            keys = _sort(bb, keys, gpu)
         out_c = bb.emit(relax.call_tir(bb.add_func(kmap.decode_keys(gpu), "sparse_decode"), [keys],
                                        _t([m, 4], "int32")))
         if hashed:  # the discovery pass already paired inputs with sites: the map is a scatter
@@ -427,7 +443,7 @@ def emit_voxelize(bb: relax.BlockBuilder, points, voxel_size, point_range, max_v
     p = _rows(points)
     keys = bb.emit(relax.call_tir(bb.add_func(dense.voxel_keys(cols, dtype, voxel_size, point_range, gpu),
                                               "sparse_voxel_keys"), [points], _t([p], "int64")))
-    order = bb.emit(relax.op.argsort(keys, axis=0, dtype="int32"))
+    order = _argsort(bb, keys, gpu)
     seg = bb.emit(relax.call_tir(bb.add_func(dense.segments(int(max_voxels), gpu), "sparse_voxel_segments"),
                                  [keys, order], [_t([p + 1], "int64"), _t([1], "int64")]))
     shape = bb.emit(relax.op.tensor_to_shape(relax.TupleGetItem(seg, 1)))
