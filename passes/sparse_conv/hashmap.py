@@ -55,9 +55,10 @@ def build():
 
 def sites(kvol: int, stride, pad, dil, extent):
     """coords [n, 4], offsets [K, 3] -> table keys [cap], unique output keys [n*K] (the first
-    ``count`` used, in discovery order), count [1], and the table slot of every (input, offset)
-    pair's output site [n, K] (-1: none): a strided conv's output sites, deduplicated through the
-    table so only the unique ones need sorting, and its kernel map from the input side."""
+    ``count`` used, in discovery order), count [1], the table slot of every (input, offset)
+    pair's output site [n, K] (-1: none), and the slot of each unique key [n*K]: a strided
+    conv's output sites, deduplicated through the table so only the unique ones need sorting,
+    and its kernel map from the input side."""
     sx, sy, sz = stride
     px, py, pz = pad
     dx, dy, dz = dil
@@ -65,7 +66,7 @@ def sites(kvol: int, stride, pad, dil, extent):
 
     @T.prim_func(private=True, s_tir=True)
     def sparse_hash_sites(c: T.handle, tok: T.handle, offs: T.Buffer((kvol, 3), "int32"), tk: T.handle, u: T.handle,
-                          cnt: T.Buffer((1,), "int64"), sl: T.handle):
+                          cnt: T.Buffer((1,), "int64"), sl: T.handle, us: T.handle):
         T.func_attr(ATTRS)
         n = T.int64()
         cap = T.int64()
@@ -76,6 +77,7 @@ def sites(kvol: int, stride, pad, dil, extent):
         TK = T.match_buffer(tk, (cap,), "int64")
         U = T.match_buffer(u, (n * kvol,), "int64")
         SL = T.match_buffer(sl, (n, kvol), "int32")
+        US = T.match_buffer(us, (n * kvol,), "int32")
         with T.sblock("root"):
             for s in T.parallel(cap):
                 TK[s] = T.int64(EMPTY)
@@ -106,6 +108,7 @@ def sites(kvol: int, stride, pad, dil, extent):
                             TK[slot[0]] = (T.Cast("int64", C[i, 0]) * T.int64(1 << 48) + T.Cast("int64", dst[0]) * T.int64(1 << 32)
                                            + T.Cast("int64", dst[1]) * T.int64(1 << 16) + T.Cast("int64", dst[2]))
                             U[count[0]] = TK[slot[0]]
+                            US[count[0]] = T.Cast("int32", slot[0])
                             count[0] = count[0] + T.int64(1)
                         SL[i, a] = T.Cast("int32", slot[0])
             cnt[0] = count[0]
@@ -137,23 +140,21 @@ def take_prefix(gpu: bool = False):
 
 
 def slot_ranks():
-    """sorted unique keys [m], table keys [cap] -> rank [cap]: each occupied slot's output row."""
+    """order of the unique keys [m] (discovery index by output row), their slots [L] -> rank [cap]:
+    each occupied slot's output row. No probing: discovery recorded every unique key's slot."""
 
     @T.prim_func(private=True, s_tir=True)
-    def sparse_slot_ranks(u: T.handle, tk: T.handle, rk: T.handle):
+    def sparse_slot_ranks(o: T.handle, us: T.handle, rk: T.handle):
         T.func_attr(ATTRS)
         m = T.int64()
+        L = T.int64()
         cap = T.int64()
-        U = T.match_buffer(u, (m,), "int64")
-        TK = T.match_buffer(tk, (cap,), "int64")
+        O = T.match_buffer(o, (m,), "int32")
+        US = T.match_buffer(us, (L,), "int32")
         RK = T.match_buffer(rk, (cap,), "int32")
         with T.sblock("root"):
-            for j in T.parallel(m):
-                slot = T.decl_buffer((1,), "int64", scope="local")
-                slot[0] = hash_slot(U[j], cap)
-                while TK[slot[0]] != U[j]:
-                    slot[0] = T.if_then_else(slot[0] + T.int64(1) == cap, T.int64(0), slot[0] + T.int64(1))
-                RK[slot[0]] = T.Cast("int32", j)
+            for r in T.parallel(m):
+                RK[US[O[r]]] = T.Cast("int32", r)
 
     return sparse_slot_ranks
 

@@ -211,7 +211,7 @@ def _strided_sites(bb, coords, index, attrs: SparseConvAttrs, gpu: bool):
             fn = hashmap.sites(attrs.kvol, attrs.stride, attrs.padding, attrs.dilation, extent)
             found = bb.emit(relax.call_tir(bb.add_func(fn, "sparse_hash_sites"), [coords, index[0], offs],
                                            [_t([cap], "int64"), _t([length], "int64"), _t([1], "int64"),
-                                            _t([n, attrs.kvol], "int32")]))
+                                            _t([n, attrs.kvol], "int32"), _t([length], "int32")]))
             keys, count = relax.TupleGetItem(found, 1), relax.TupleGetItem(found, 2)
         else:
             cand_fn = kmap.candidates(attrs.kvol, attrs.stride, attrs.padding, attrs.dilation, extent, gpu)
@@ -227,12 +227,14 @@ def _strided_sites(bb, coords, index, attrs: SparseConvAttrs, gpu: bool):
         keys = bb.emit(relax.call_tir(bb.add_func(hashmap.take_prefix(gpu), "sparse_take_prefix"), [keys],
                                       _t([m], "int64")))
         if hashed:  # only the unique sites get sorted
-            keys = _sort(bb, keys, gpu)
+            order = _argsort(bb, keys, gpu)
+            keys = bb.emit(relax.call_tir(bb.add_func(kmap.sorted_keys(gpu, check=False), "sparse_gather_keys"),
+                                          [keys, order], _t([m], "int64")))
         out_c = bb.emit(relax.call_tir(bb.add_func(kmap.decode_keys(gpu), "sparse_decode"), [keys],
                                        _t([m, 4], "int32")))
         if hashed:  # the discovery pass already paired inputs with sites: the map is a scatter
-            table, pair_slots = relax.TupleGetItem(found, 0), relax.TupleGetItem(found, 3)
-            ranks = bb.emit(relax.call_tir(bb.add_func(hashmap.slot_ranks(), "sparse_slot_ranks"), [keys, table],
+            pair_slots, site_slots = relax.TupleGetItem(found, 3), relax.TupleGetItem(found, 4)
+            ranks = bb.emit(relax.call_tir(bb.add_func(hashmap.slot_ranks(), "sparse_slot_ranks"), [order, site_slots],
                                            _t([cap], "int32")))
             nbr = bb.emit(relax.call_tir(bb.add_func(hashmap.scatter_map(attrs.kvol), "sparse_scatter_map"),
                                          [pair_slots, ranks], _t([m, attrs.kvol], "int32")))
