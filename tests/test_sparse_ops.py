@@ -71,7 +71,7 @@ def test_conv_matches_reference_both_dataflows(variant, kernel_map):
     outputs = [(f"{k}_{f}", t, ["m", c]) for f in FLOWS for k, t, c in
                (("out", TensorProto.FLOAT, cout), ("oc", TensorProto.INT32, 4))]
     art = edgec.compile(_model(nodes, _sparse_inputs(cin), outputs, {"w": w, "b": b}), target="host")
-    for n, batches in ((300, 3), (40, 1)):  # one artifact, two point counts
+    for n, batches in ((300, 3), (40, 1), (0, 1)):  # one artifact, several point counts (an empty scan too)
         coords = _coords(rng, n, batches)
         feats = rng.standard_normal((len(coords), cin)).astype(np.float32)
         got = art.run({"feats": feats, "coords": coords})
