@@ -49,6 +49,7 @@ def parse(data: bytes, origin: str = "<bytes>") -> onnx.ModelProto:
                          f"(up to {onnx.IR_VERSION}); upgrade edgec or re-export the model")
     _check_wire_types(model, origin)
     _check_opsets(model, origin)
+    _check_flags(model.graph, origin)
     if any(i.data_location == onnx.TensorProto.EXTERNAL for i in model.graph.initializer):
         base = os.path.dirname(os.path.abspath(origin)) if os.path.exists(origin) else "."
         try:
@@ -84,6 +85,23 @@ def _check_wire_types(message, origin: str) -> None:
             continue
         for child in ([value] if hasattr(value, "DESCRIPTOR") else value):
             _check_wire_types(child, origin)
+
+
+# Attributes the ONNX spec defines as 0/1 switches; runtimes read other values differently
+# (onnxruntime takes keepdims=2 as false, TVM as true), so a model holding one means nothing definite.
+_FLAG_ATTRIBUTES = {"keepdims", "transA", "transB", "ceil_mode", "count_include_pad", "noop_with_empty_axes",
+                    "select_last_index", "exclusive", "reverse", "largest", "sorted", "detect_negative",
+                    "detect_positive", "upper", "training_mode"}
+
+
+def _check_flags(graph, origin: str) -> None:
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.name in _FLAG_ATTRIBUTES and attr.type == onnx.AttributeProto.INT and attr.i not in (0, 1):
+                raise ModelError(f"{origin}: node {node.name or '<unnamed>'!r} ({node.op_type}) has {attr.name}="
+                                 f"{attr.i}; the ONNX spec allows only 0 or 1")
+            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
+                _check_flags(sub, origin)
 
 
 def _check_opsets(model: onnx.ModelProto, origin: str) -> None:
