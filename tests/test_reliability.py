@@ -166,3 +166,13 @@ def test_full_disk_while_writing_the_artifact(tmp_path):
     finally:
         if mounted:
             subprocess.run(["umount", str(disk)], timeout=30)
+
+
+def test_two_command_line_compiles_are_byte_identical(tmp_path):
+    """Separate processes, separate temporary folders, the same inputs: the same bytes."""
+    model = wide_mlp(tmp_path / "m.onnx", width=32)
+    outs = [tmp_path / "a.edgec", tmp_path / "b.edgec"]
+    for out in outs:
+        code, _, err = finish(edgec_cli("compile", model, "-o", out))
+        assert code == 0, err[-2000:]
+    assert outs[0].read_bytes() == outs[1].read_bytes()
