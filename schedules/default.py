@@ -65,12 +65,38 @@ class ApplyRules:
                     continue
                 if sch is not None:
                     sch = sch[0] if isinstance(sch, list) else sch
-                    updated[gvar] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+                    scheduled = sch.mod["main"]
+                    if is_gpu(target) and not _stores_all_bound(scheduled.body):
+                        # DLight's Transpose rule schedules the transpose block of a fused
+                        # transpose+gather and leaves the gather on the host, where it would
+                        # dereference device pointers: such a partial schedule does not count
+                        logger.debug("rule %s left global stores unbound in %s", type(rule).__name__,
+                                     gvar.name_hint)
+                        continue
+                    updated[gvar] = scheduled.with_attr("tirx.is_scheduled", True)
                     break
         out = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
         for gvar, func in updated.items():
             out[gvar] = func
         return out
+
+
+def _stores_all_bound(stmt, bound: bool = False) -> bool:
+    """Whether every store to global memory in ``stmt`` sits inside a thread-bound loop."""
+    from tvm.tirx import For, ForKind, BufferStore
+
+    if isinstance(stmt, BufferStore):
+        return bound or stmt.buffer.scope() != "global"
+    if isinstance(stmt, For) and stmt.kind == ForKind.THREAD_BINDING:
+        bound = True
+    for field in ("seq", "body", "then_case", "else_case", "block", "init"):
+        child = getattr(stmt, field, None)
+        if child is None:
+            continue
+        for c in (child if field == "seq" else [child]):
+            if not _stores_all_bound(c, bound):
+                return False
+    return True
 
 
 def default_schedule_pass(target: tvm.target.Target) -> tvm.transform.Pass:

@@ -625,3 +625,15 @@ def test_warp_synchronous_reductions_use_subgroup_barriers():
     assert any("subgroupBarrier();" in s for s in sources)
     assert warp_size({"vendor_id": 0x1002, "device_type": 2, "subgroup_size": 64}) == 1  # AMD: varies
     assert warp_size({"vendor_id": 0x10DE, "device_type": 2, "subgroup_size": 32}) == 32  # NVIDIA: fixed
+
+
+def test_partially_scheduled_kernels_are_not_left_on_the_host():
+    """GatherND fuses a transpose with a gather; DLight's Transpose rule binds only the transpose,
+    which would leave the gather dereferencing device memory on the host (it segfaulted)."""
+    from edgec.onnx_backend import EdgecRep
+    from edgec.onnx_conformance import _normalize, node_cases
+
+    case = node_cases()["test_gathernd_example_int32"]
+    inputs, refs = case.data_sets[0]
+    outs = EdgecRep(case.model, "vulkan").run([_normalize(x) for x in inputs])
+    np.testing.assert_array_equal(outs[0], _normalize(refs[0]))
