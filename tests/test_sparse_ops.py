@@ -61,10 +61,9 @@ def _ref_kwargs(attrs):
 @pytest.mark.parametrize("kernel_map", ["auto", pytest.param("hash", marks=pytest.mark.slow),
                                         pytest.param("sort", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_conv_matches_reference_both_dataflows(variant, kernel_map):
+def test_conv_matches_reference_both_dataflows(variant, kernel_map, cin=3, cout=7):  # odd channel counts
     attrs = dict(VARIANTS[variant], kernel_map=kernel_map)
     rng = np.random.default_rng(len(variant))
-    cin, cout = 3, 7  # odd channel counts
     w = rng.standard_normal((*attrs["kernel_size"], cin, cout)).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32)
     nodes = [_conv(["feats", "coords", "w", "b"], [f"out_{f}", f"oc_{f}"], f, dataflow=f, **attrs) for f in FLOWS]
@@ -93,6 +92,12 @@ def test_gpu_lookup_algorithm_on_the_cpu(variant, monkeypatch):
 
     monkeypatch.setattr(ops, "_LOOKUP_OVERRIDE", "search")
     test_conv_matches_reference_both_dataflows(variant, "auto")
+
+
+@pytest.mark.parametrize("variant, cin, cout", [("subm", 40, 48), ("strided", 36, 36), ("subm_dilated", 24, 80)])
+def test_wide_channels_use_register_tiles(variant, cin, cout):
+    # Cin·Cout >= 1024: the tiled CPU kernels, with 16-lane blocks (48, 80) and odd lanes (36)
+    test_conv_matches_reference_both_dataflows(variant, "auto", cin, cout)
 
 
 def test_inverse_restores_coordinates_and_fuses_relu():

@@ -312,6 +312,11 @@ def _pairs(bb, nbr, kvol: int, gpu: bool):
     return _cached(bb, ("pairs", nbr), make)
 
 
+# Cin·Cout from which the CPU implicit GEMM works on register tiles of rows (measured on
+# bench/sparse_conv.py: tiles win from 32x64 up, 3x at 128x96; a row at a time wins at 16x16)
+_TILED_IMPLICIT_MACS = 32 * 32
+
+
 @dataclass(frozen=True)
 class KernelSpec:
     """One conv kernel's build parameters; the PrimFunc carries them (attribute ``sparse_conv``)
@@ -338,8 +343,15 @@ class KernelSpec:
         return f"sparse_conv_{self.flow}_{self.group}"
 
     def build(self):
-        make = conv.implicit_gemm if self.flow == "implicit_gemm" else conv.gather_gemm_scatter
-        func = make(self.kvol, self.cin, self.cout, self.dtype, self.relu, self.gpu, self.residual)
+        if self.gpu:
+            make = conv.implicit_gemm if self.flow == "implicit_gemm" else conv.gather_gemm_scatter
+            func = make(self.kvol, self.cin, self.cout, self.dtype, self.relu, True, self.residual)
+        elif self.flow == "gather_scatter":
+            func = conv.gather_gemm_scatter_cpu(self.kvol, self.cin, self.cout, self.dtype, self.relu, self.residual)
+        elif self.cin * self.cout >= _TILED_IMPLICIT_MACS:
+            func = conv.implicit_gemm_cpu(self.kvol, self.cin, self.cout, self.dtype, self.relu, self.residual)
+        else:  # narrow layers: row at a time (a tile of rows rarely shares an offset)
+            func = conv.implicit_gemm(self.kvol, self.cin, self.cout, self.dtype, self.relu, False, self.residual)
         return func.with_attr("sparse_conv", {k: str(v) for k, v in self.__dict__.items()})
 
     @staticmethod
