@@ -13,6 +13,8 @@ import logging
 import tvm
 from tvm.s_tir import dlight as dl
 
+from edgec.schedules.gpu_bind import BindUnbound, binds_threads
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,6 +27,7 @@ def gpu_rules() -> list:
         dl.gpu.GeneralReduction(),
         dl.gpu.Transpose(),
         dl.gpu.Fallback(),
+        BindUnbound(),
     ]
 
 
@@ -82,13 +85,12 @@ class ApplyRules:
 
 
 def _stores_all_bound(stmt, bound: bool = False) -> bool:
-    """Whether every store to global memory in ``stmt`` sits inside a thread-bound loop."""
-    from tvm.tirx import For, ForKind, BufferStore
+    """Whether every store to global memory in ``stmt`` sits inside a thread binding."""
+    from tvm.tirx import BufferStore
 
     if isinstance(stmt, BufferStore):
         return bound or stmt.buffer.scope() != "global"
-    if isinstance(stmt, For) and stmt.kind == ForKind.THREAD_BINDING:
-        bound = True
+    bound = bound or binds_threads(stmt)
     for field in ("seq", "body", "then_case", "else_case", "block", "init"):
         child = getattr(stmt, field, None)
         if child is None:

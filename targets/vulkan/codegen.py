@@ -4,7 +4,8 @@ The module's bytes (what ``export_library`` packs and ``ffi.Module.load_from_byt
 reads back) are, little-endian::
 
     "EDGECVK1" u32 kernel_count
-    per kernel: str name, u32 buffers, u32 scalars {str dtype, u32 offset}, u32 push_bytes,
+    per kernel: str name, u32 buffers, u32 scalars {str dtype, u32 offset},
+                u32 params {u32 binding, or 0x80000000 | scalar index: the call order}, u32 push_bytes,
                 u32 tags {str tag}, u32 local_size[3], u32 feature_mask, u32 grid_push_offset,
                 u32 words {u32}, str glsl
 
@@ -85,6 +86,8 @@ def pack(kernels: list[tuple[Kernel, bytes]]) -> bytes:
         out += [_str(k.name), struct.pack("<II", k.num_buffers, len(params))]
         for s in params:
             out += [_str(s.dtype), struct.pack("<I", s.offset)]
+        out += [struct.pack("<I", len(k.params))]
+        out += [struct.pack("<I", index if kind == "buffer" else 0x80000000 | index) for kind, index in k.params]
         out += [struct.pack("<II", push, len(k.launch_tags))]
         out += [_str(t) for t in k.launch_tags]
         mask = sum(FEATURE_BITS[f] for f in k.features)

@@ -47,6 +47,9 @@ _MATH = {
     "log10": "edgec_log10", "log1p": "edgec_log1p", "expm1": "edgec_expm1", "fmod": "edgec_fmod",
     "sigmoid": "edgec_sigmoid", "isfinite": "edgec_isfinite",
 }
+#: GLSL builtins that take double arguments; other math on float64 is computed in float32
+_DOUBLE_BUILTINS = {"sqrt", "inversesqrt", "abs", "floor", "ceil", "trunc", "roundEven", "min", "max", "fma",
+                    "isnan", "isinf", "edgec_fmod", "edgec_isfinite"}
 _FLOAT_HELPERS = {
     # Abramowitz & Stegun 7.1.26 is too coarse for GELU tests; this is W. J. Cody-style
     # erf via erfc's rational fit (max abs error ~1.2e-7), evaluated in float.
@@ -110,6 +113,8 @@ class Kernel:
     local_size: tuple[int, int, int]
     features: set[str] = field(default_factory=set)
     grid_push_offset: int = -1  # where the runtime writes the 1-D grid size; -1: grid is never folded
+    #: the kernel's parameters in call order: ("buffer", binding) or ("scalar", index into scalars)
+    params: list[tuple[str, int]] = field(default_factory=list)
 
 
 def dtype_of(node) -> "tvm_ffi.dtype":  # noqa: F821  (the tvm-ffi dtype type)
@@ -572,9 +577,11 @@ class _Emitter:
             raise CompileError(f"Vulkan codegen: kernel {self.name} calls math function {fname!r}, "
                                "which has no GLSL form")
         arg_type = tvm.DataType(str(dtype_of(args[0]))) if args else None
-        if arg_type is not None and arg_type.type_code == 2 and arg_type.bits == 16:
-            # transcendental builtins run in float32: glslang emits them on 16-bit values without
-            # the Float16 capability, and phone GPUs evaluate them in float32 anyway
+        narrow_float = arg_type is not None and arg_type.type_code == 2 and (
+            arg_type.bits == 16 or (arg_type.bits == 64 and glsl not in _DOUBLE_BUILTINS))
+        if narrow_float:
+            # run in float32: glslang emits 16-bit transcendentals without the Float16 capability
+            # (phone GPUs evaluate them in float32 anyway), and GLSL has no double exp/log/tanh
             wide = f"float32x{arg_type.lanes}" if arg_type.lanes > 1 else "float32"
             text_args = [f"{self.ty(wide)}({self.expr(a)})" for a in args]
             if glsl.startswith("edgec_"):
@@ -640,6 +647,7 @@ def emit_kernel(func: tirx.PrimFunc, name: str, int64: bool = True) -> Kernel:
     em = _Emitter(func, name, narrow_int64=not int64)
     scalars: list[ScalarArg] = []
     buffer_decls: list[str] = []
+    order: list[tuple[str, int]] = []
     offset = 0
     for param in func.params:
         ty = param.ty
@@ -655,6 +663,7 @@ def emit_kernel(func: tirx.PrimFunc, name: str, int64: bool = True) -> Kernel:
             block = em.fresh(f"B{binding}_{param.name}")
             array = f"{block}.data"
             em.buffers[param] = (array, f"{elem}_pair" if pair else elem)
+            order.append(("buffer", binding))
             em.used_names.add(f"blk_{block}")
             buffer_decls.append(
                 f"layout(std430, set = 0, binding = {binding}) buffer blk_{block} {{ {storage} data[]; }} {block};")
@@ -665,6 +674,7 @@ def emit_kernel(func: tirx.PrimFunc, name: str, int64: bool = True) -> Kernel:
             em.ty(dtype)
             arg_name = em.fresh(param.name)
             em.names[param] = f"pc.{arg_name}"
+            order.append(("scalar", len(scalars)))
             scalars.append(ScalarArg(arg_name, dtype, offset, size))
             offset += size
     launch_tags = [str(t) for t in (func.attrs.get("tirx.kernel_launch_params") or [])]
@@ -679,7 +689,7 @@ def emit_kernel(func: tirx.PrimFunc, name: str, int64: bool = True) -> Kernel:
     em.stmt(func.body)
     source = _assemble(em, buffer_decls, scalars)
     return Kernel(name, source, len(buffer_decls), scalars, launch_tags, tuple(em.local_size),
-                  _features(em), grid_offset)
+                  _features(em), grid_offset, order)
 
 
 def _features(em: _Emitter) -> set[str]:

@@ -723,6 +723,7 @@ struct KernelInfo {
   std::string name;
   uint32_t num_buffers = 0;
   std::vector<ScalarArg> scalars;
+  std::vector<uint32_t> params;  // call order: a binding, or kScalarBit | index into scalars
   uint32_t push_size = 0;
   std::vector<std::string> launch_tags;
   uint32_t local_size[3] = {1, 1, 1};
@@ -770,6 +771,7 @@ class Reader {
 };
 
 static const char kMagic[] = "EDGECVK1";
+static constexpr uint32_t kScalarBit = 0x80000000u;
 
 class VulkanModuleObj : public ffi::ModuleObj {
  public:
@@ -815,6 +817,8 @@ class VulkanModuleObj : public ffi::ModuleObj {
         s.offset = r.U32();
         k.scalars.push_back(s);
       }
+      uint32_t np = r.U32();
+      for (uint32_t i = 0; i < np; ++i) k.params.push_back(r.U32());
       k.push_size = r.U32();
       uint32_t nt = r.U32();
       for (uint32_t i = 0; i < nt; ++i) k.launch_tags.push_back(r.Str());
@@ -837,13 +841,19 @@ class VulkanModuleObj : public ffi::ModuleObj {
       TVM_FFI_THROW(RuntimeError) << "kernel " << info.name << " takes " << expected << " arguments, got "
                                   << args.size();
     }
+    if (info.params.size() != info.num_buffers + info.scalars.size()) {
+      TVM_FFI_THROW(RuntimeError) << "kernel " << info.name << " has inconsistent parameter metadata";
+    }
     std::vector<Buffer*> buffers(info.num_buffers);
-    for (uint32_t i = 0; i < info.num_buffers; ++i) buffers[i] = static_cast<Buffer*>(args[i].cast<void*>());
-    int device_id = info.num_buffers ? buffers[0]->device_id : VulkanDeviceAPI::Global()->active_device();
     std::vector<uint8_t> push(info.push_size);
-    for (size_t i = 0; i < info.scalars.size(); ++i) {
-      const ScalarArg& s = info.scalars[i];
-      ffi::AnyView v = args[info.num_buffers + i];
+    for (size_t p = 0; p < info.params.size(); ++p) {
+      uint32_t code = info.params[p];
+      if (!(code & kScalarBit)) {
+        buffers.at(code) = static_cast<Buffer*>(args[p].cast<void*>());
+        continue;
+      }
+      const ScalarArg& s = info.scalars.at(code & ~kScalarBit);
+      ffi::AnyView v = args[p];
       uint8_t* dst = push.data() + s.offset;
       if (s.dtype == "int32" || s.dtype == "uint32") {
         int32_t x = static_cast<int32_t>(v.cast<int64_t>());
@@ -865,8 +875,9 @@ class VulkanModuleObj : public ffi::ModuleObj {
                                     << " is not supported";
       }
     }
+    int device_id = info.num_buffers ? buffers[0]->device_id : VulkanDeviceAPI::Global()->active_device();
     uint32_t grid[3] = {1, 1, 1};
-    size_t base = info.num_buffers + info.scalars.size();
+    size_t base = info.params.size();
     for (size_t i = 0; i < info.launch_tags.size(); ++i) {
       const std::string& tag = info.launch_tags[i];
       if (tag.rfind("blockIdx.", 0) == 0 || tag.rfind("threadIdx.", 0) == 0) {
