@@ -457,6 +457,11 @@ class _Emitter:
     def _binary(self, e, op: str) -> str:
         a, b = self.expr(e.a), self.expr(e.b)
         lanes = tvm.DataType(str(dtype_of(e.a))).lanes
+        if str(dtype_of(e.a)).startswith("bool") and op in ("&", "|", "^"):
+            if lanes > 1:
+                return f"notEqual({a}, {b})" if op == "^" else \
+                    f"{self.ty(dtype_of(e))}(uvec{lanes}({a}) {op} uvec{lanes}({b}))"
+            return f"({a} {op * 2} {b})"  # GLSL's logical &&, ||, ^^
         if lanes > 1 and type(e) in _VECTOR_COMPARE:
             return f"{_VECTOR_COMPARE[type(e)]}({a}, {b})"
         return f"({a} {op} {b})"
