@@ -9,7 +9,11 @@ Ratios are spconv time / edgec time: above 1 means edgec is faster.
 
 The scan is examples/lidar.py's 64-beam street scene (about 100k points), voxelized at 0.05 m.
 
-    python bench/sparse_conv.py [--voxel 0.05] [--runs 5] [--threads 1] [--json]
+    python bench/sparse_conv.py [--voxel 0.05] [--runs 5] [--threads 1] [--examples] [--json]
+
+``--examples`` also compiles examples/sparse_models.py's full-size MinkUNet and CenterPoint
+(raw points in, Voxelize included) and times them against the same modules run eagerly in
+PyTorch (edgec.nn's plain-PyTorch reference; spconv has no counterpart of these modules).
 """
 
 from __future__ import annotations
@@ -194,6 +198,34 @@ def _end_to_end(scan, voxel, runs):
     return row
 
 
+def _example_networks(scan, runs):
+    import os
+    import sys
+
+    import torch
+
+    import edgec
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+    from sparse_models import CenterPointBackbone, MinkUNet, randomize
+
+    points = scan.astype(np.float32)
+    for name, model in (("MinkUNet (example)", randomize(MinkUNet())),
+                        ("CenterPoint (ex.)", randomize(CenterPointBackbone()))):
+        art = edgec.compile(model, "host", inputs={"points": (("P", 4), "float32")})
+        tp = torch.from_numpy(points)
+        with torch.no_grad():
+            voxels = model.voxelize(tp).feats.shape[0]
+
+            def eager():
+                model(tp)
+
+            pytorch_ms = _time(eager, max(1, runs // 2))
+        edgec_ms = _time(lambda: art.run({"points": points}), runs)
+        yield {"layer": name, "voxels": int(voxels), "edgec_ms": edgec_ms, "pytorch_ms": pytorch_ms,
+               "ratio_pytorch_over_edgec": pytorch_ms / edgec_ms}
+
+
 def _time(fn, runs):
     fn()
     times = []
@@ -209,8 +241,9 @@ def _time(fn, runs):
 @click.option("--voxel", default=0.05, show_default=True)
 @click.option("--runs", default=5, show_default=True)
 @click.option("--threads", default=1, show_default=True, help="edgec CPU threads (spconv always runs 1)")
+@click.option("--examples", is_flag=True, help="Also time the full example networks against eager PyTorch.")
 @click.option("--json", "as_json", is_flag=True)
-def main(points, voxel, runs, threads, as_json):
+def main(points, voxel, runs, threads, examples, as_json):
     from edgec.bench_util import set_threads
 
     set_threads(threads)
@@ -248,6 +281,12 @@ def main(points, voxel, runs, threads, as_json):
         print(f"{row['layer']:18s} N={row['voxels']:6d}  implicit {row['implicit_gemm_ms']:8.2f} ms  gather-scatter "
               f"{row['gather_scatter_ms']:8.2f} ms  auto {row['auto_ms']:8.2f} ms  spconv {row['spconv_ms']:8.2f} ms  "
               f"speedup {row['ratio_spconv_over_edgec']:.2f}x", flush=True)
+    if examples:
+        for row in _example_networks(scan, runs):
+            results.append(row)
+            if not as_json:
+                print(f"{row['layer']:18s} N={row['voxels']:6d}  edgec {row['edgec_ms']:8.2f} ms  PyTorch eager "
+                      f"{row['pytorch_ms']:8.2f} ms  speedup {row['ratio_pytorch_over_edgec']:.2f}x", flush=True)
     if as_json:
         print(json.dumps({"threads": threads, "points": points, "voxel": voxel, "layers": results}, indent=1))
 
