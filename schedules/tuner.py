@@ -150,9 +150,6 @@ def tune(mod: tvm.IRModule, target, db: TuningDatabase, options: TuneOptions, pr
 
     start = time.monotonic()
     report = TuneReport()
-    # MetaSchedule's console handler takes this logger's level: keep its chatter for --debug
-    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(
-        logging.DEBUG if logger.isEnabledFor(logging.DEBUG) else logging.WARNING)
     extracted, report.skipped = extract_tasks(mod, target)
     if not extracted:
         report.stopped_by = "done"
@@ -207,6 +204,11 @@ def tune(mod: tvm.IRModule, target, db: TuningDatabase, options: TuneOptions, pr
 def _tune_chunk(task, target, trials, work_dir, memdb, builder, runner, cost_model, options):
     from tvm.s_tir import meta_schedule as ms
 
+    # MetaSchedule's console handler (on stdout) takes this logger's level whenever its loggers
+    # are made, and making them leaves the level at DEBUG: set it for every chunk, or the
+    # --json output fills with its log from the second chunk on (found by fault injection)
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(
+        logging.DEBUG if logger.isEnabledFor(logging.DEBUG) else logging.WARNING)
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         [task], work_dir, num_threads=options.jobs, seed=options.seed)
     if not contexts:
