@@ -383,7 +383,7 @@ def test_cli_sparse_sample_records_the_choice(tmp_path, capsys):
     np.savez(tmp_path / "sample.npz", feats=rng.standard_normal((len(coords), 4)).astype(np.float32), coords=coords)
     out = tmp_path / "sparse.edgec"
     assert cli_main(["compile", str(path), "-o", str(out), "--sparse-sample", str(tmp_path / "sample.npz"),
-                     "--json"]) == 0
+                     "--json", "--no-isolate"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report["sparse_dataflows"]["groups"]) == {"k27_4x4_float32"}
     assert edgec.load(str(out)).manifest["sparse_dataflows"] == report["sparse_dataflows"]
