@@ -195,6 +195,13 @@ def test_bad_runtime_inputs_are_clear_errors(small_artifact):
     neg[3, 2] = -4
     with pytest.raises(EdgecError, match="non-negative"):
         small_artifact.run({"feats": feats, "coords": neg})
+    big = coords.copy()
+    big[0, 0] = 40000
+    with pytest.raises(EdgecError, match="batch index"):
+        small_artifact.run({"feats": feats, "coords": big})
+    big[0, 0], big[0, 3] = 0, 70000
+    with pytest.raises(EdgecError, match="below 65536"):
+        small_artifact.run({"feats": feats, "coords": big})
     many = _coords(rng, 400, extent=10)[:100]
     with pytest.raises(EdgecError, match="declared maximum"):
         small_artifact.run({"feats": np.ones((len(many), 2), np.float32), "coords": many})

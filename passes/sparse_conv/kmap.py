@@ -68,6 +68,8 @@ def pack_keys(max_points: int, gpu: bool):
                     for t in range(4):
                         assert C[i, t] >= 0, "sparse input: coordinates must be non-negative"
                         assert C[i, t] < FIELD, "sparse input: coordinates must be below 65536"
+                    # the batch field is the key's top: it must keep the int64 key non-negative
+                    assert C[i, 0] < FIELD // 2, "sparse input: batch index must be below 32768"
                     key(i)
 
     return sparse_pack_keys
