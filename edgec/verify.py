@@ -118,7 +118,8 @@ def verify_artifact(artifact, model, feeds: dict | None = None, rtol=RTOL, atol=
     want = reference_outputs(model, feeds)
     checks = [compare(name, got[name], want_value, rtol, atol)
               for name, want_value in zip(got, want.values())]
-    result = Verification(True, "qemu-aarch64" if emulate else "host", checks)
+    where = "qemu-aarch64" if emulate else ("host" if artifact.device == "cpu" else artifact.device)
+    result = Verification(True, where, checks)
     if not result.ok:
         worst = max(checks, key=lambda c: c.max_abs)
         raise VerificationError(
