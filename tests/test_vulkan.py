@@ -520,8 +520,8 @@ def test_missing_driver_is_named():
 
 
 def test_missing_device_feature_is_named():
-    """A device without shaderFloat16 refuses fp16 kernels, naming the feature: at compile time when
-    the target was read from it, at load time for kernels built for a device that had it."""
+    """A device without fp16 or 8-bit storage refuses such kernels, naming the feature: at compile
+    time when the target was read from it, at load time for kernels built for a device that had it."""
     code = f"""
 import sys
 sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
@@ -530,18 +530,26 @@ from tvm import relax
 from edgec.targets import resolve
 import test_vulkan as t
 spec = resolve("vulkan").target
-assert spec["supports_float16"] is False
-try:
-    t._relax_run(lambda v: relax.op.exp(v), np.ones((4, 4), "float16"))
-except Exception as err:
-    print("COMPILE:", str(err).splitlines()[-1])
-spec = dict(spec, supports_float16=True, supports_16bit_buffer=True)
-t._relax_run(lambda v: relax.op.exp(v), np.ones((4, 4), "float16"), target=tvm.target.Target(spec))
+assert spec["supports_float16"] is False and spec["supports_int8"] is False
+def attempt(tag, x, target=None):
+    try:
+        t._relax_run(lambda v: relax.op.add(v, v), x, target=target)
+        print(tag, "ran")
+    except Exception as err:
+        print(tag, str(err).splitlines()[-1])
+attempt("COMPILE16:", np.ones((4, 4), "float16"))
+capable = tvm.target.Target(dict(spec, supports_float16=True, supports_16bit_buffer=True, supports_int8=True,
+                                  supports_8bit_buffer=True))
+attempt("RUN16:", np.ones((4, 4), "float16"), capable)
+attempt("RUN8:", np.ones((4, 4), "int8"), capable)
 """
-    proc = _python(code, EDGEC_VULKAN_HIDE_FEATURES="shaderFloat16")
-    assert proc.returncode != 0
-    assert "COMPILE: Vulkan kernel" in proc.stdout and "needs the device feature shaderFloat16" in proc.stdout
-    assert "lacks shaderFloat16, which kernel" in proc.stderr
+    proc = _python(code, EDGEC_VULKAN_HIDE_FEATURES="shaderFloat16,storageBuffer8BitAccess")
+    assert proc.returncode == 0, proc.stderr
+    tags = ("COMPILE16:", "RUN16:", "RUN8:")
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.startswith(tags))
+    assert "needs the device feature shaderFloat16" in lines["COMPILE16:"]
+    assert "lacks shaderFloat16, which kernel" in lines["RUN16:"]
+    assert "lacks storageBuffer8BitAccess, which kernel" in lines["RUN8:"]
 
 
 def test_target_without_float16_refuses_fp16_kernels_at_compile_time():
