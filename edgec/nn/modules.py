@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -111,12 +112,17 @@ class SparseToDense(nn.Module):
 
 
 class Voxelize(nn.Module):
-    """Points [P, 3+F] → mean-pooled voxels; points outside ``point_range`` are dropped."""
+    """Points [P, 3+F] → mean-pooled voxels; points outside ``point_range`` are dropped.
+
+    ``voxel_size`` and ``point_range`` are rounded to float32 (the precision of ONNX attributes).
+    """
 
     def __init__(self, voxel_size, point_range, max_voxels: int):
         super().__init__()
-        self.voxel_size = tuple(float(v) for v in voxel_size)
-        self.point_range = tuple(float(v) for v in point_range)
+        # float32 values, as ONNX float attributes carry them: a point on a voxel boundary then lands
+        # in the same voxel here, in the exported graph, and in the compiled artifact
+        self.voxel_size = tuple(float(np.float32(v)) for v in voxel_size)
+        self.point_range = tuple(float(np.float32(v)) for v in point_range)
         self.max_voxels = int(max_voxels)
         if len(self.voxel_size) != 3 or len(self.point_range) != 6:
             raise ValueError(f"voxel_size needs 3 values and point_range 6, got {voxel_size!r} {point_range!r}")
