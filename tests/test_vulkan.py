@@ -652,3 +652,22 @@ def test_onnx_node_cases_that_once_failed(case_name):
     inputs, refs = case.data_sets[0]
     outs = EdgecRep(case.model, "vulkan").run([_normalize(x) for x in inputs])
     assert compare([_normalize(r) for r in refs], outs) == ""
+
+
+def test_staged_copies_as_on_discrete_gpus():
+    """Device memory a host cannot map (discrete GPUs) is filled and read through a staging buffer."""
+    code = f"""
+import sys
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+import numpy as np
+from tvm import relax
+import test_vulkan as t
+a, b = t._randn(64, 96), t._randn(96, 80)
+got = t._relax_run(lambda x, y: relax.op.nn.softmax(relax.op.matmul(x, y)), a, b)
+z = a @ b
+e = np.exp(z - z.max(-1, keepdims=True))
+np.testing.assert_allclose(got, e / e.sum(-1, keepdims=True), rtol=1e-4, atol=1e-6)
+print("STAGED OK")
+"""
+    proc = _python(code, EDGEC_VULKAN_FORCE_STAGING="1")
+    assert proc.returncode == 0 and "STAGED OK" in proc.stdout, proc.stderr[-2000:]

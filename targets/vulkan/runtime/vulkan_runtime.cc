@@ -170,7 +170,9 @@ class Gpu {
                                   << nbytes << " bytes (VkResult " << r << ")";
     }
     VK_CHECK(api_.vkBindBufferMemory(device_, buf->buffer, buf->memory, 0));
-    if (host_visible) VK_CHECK(api_.vkMapMemory(device_, buf->memory, 0, VK_WHOLE_SIZE, 0, &buf->host));
+    if (host_visible && !force_staging_) {
+      VK_CHECK(api_.vkMapMemory(device_, buf->memory, 0, VK_WHOLE_SIZE, 0, &buf->host));
+    }
     return buf.release();
   }
 
@@ -455,6 +457,9 @@ class Gpu {
   VkFence fence_ = VK_NULL_HANDLE;
   VkDescriptorPool descriptor_pool_ = VK_NULL_HANDLE;
   bool recording_ = false;
+  // EDGEC_VULKAN_FORCE_STAGING=1: copy through a staging buffer even where device memory is
+  // host-visible, the path discrete GPUs take (tested this way on CPU devices)
+  bool force_staging_ = std::getenv("EDGEC_VULKAN_FORCE_STAGING") != nullptr;
   std::unique_ptr<Buffer> staging_;
   std::mutex mu_;
 };
