@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgec.errors import CompileError, ExecutionError
+from edgec.errors import ExecutionError
 
 _STATUS: dict = {}
 
