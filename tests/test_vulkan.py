@@ -671,3 +671,13 @@ print("STAGED OK")
 """
     proc = _python(code, EDGEC_VULKAN_FORCE_STAGING="1")
     assert proc.returncode == 0 and "STAGED OK" in proc.stdout, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_plugin_cross_builds_for_aarch64():
+    """The plugin an aarch64 Linux Vulkan artifact carries (needs g++-aarch64-linux-gnu, as test_arm does)."""
+    from edgec.targets.toolchain import find_aarch64_gxx
+    from edgec.targets.vulkan import plugin
+
+    data = plugin.library_bytes(find_aarch64_gxx(), cross=True)
+    assert data[:4] == b"\x7fELF" and data[18] == 183  # e_machine EM_AARCH64
