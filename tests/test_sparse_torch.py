@@ -126,6 +126,17 @@ def test_voxelize_matches_reference(max_voxels):
     assert layer.grid_shape == (8, 16, 5)
 
 
+def test_voxelize_attributes_have_onnx_precision():
+    # ONNX float attributes are float32: 0.05 is stored as 0.0500000007, so a point at z=0 over
+    # zmin=-4 falls in voxel 79, not 80, in the exported graph; the module must agree with it
+    layer = enn.Voxelize((0.05,) * 3, (-4.0, -4.0, -4.0, 4.0, 4.0, 4.0), 100)
+    pts = np.array([[0.0, 0.0, 0.0, 1.0]], np.float32)
+    coords = layer(torch.from_numpy(pts)).coords.numpy()
+    want = ref.voxelize(pts, np.float32([0.05] * 3), np.float32([-4, -4, -4, 4, 4, 4]), 100)[1]
+    np.testing.assert_array_equal(coords, want)
+    assert coords.tolist() == [[0, 79, 79, 79]]
+
+
 def test_gradients_through_custom_ops():
     # gradcheck drives the custom ops' registered backward against finite differences
     from edgec.nn import ops
