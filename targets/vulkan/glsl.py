@@ -154,6 +154,7 @@ class _Emitter:
         self.storage_bits: set[int] = set()
         self.helpers: dict[tuple[str, str], str] = {}
         self.local_size = [1, 1, 1]
+        self.local_size_set = [False, False, False]
         self.launch_extents: dict[str, int] = {}
         self.pending: list[str] = []  # statements hoisted out of expressions (Let)
         self.fold_grid = False
@@ -215,11 +216,13 @@ class _Emitter:
             if kind == "threadIdx":
                 if not isinstance(s.value, tirx.IntImm):
                     raise CompileError(f"Vulkan codegen: kernel {self.name} has a symbolic workgroup size ({tag})")
-                self.local_size["xyz".index(axis)] = int(s.value.value)
+                extent, i = int(s.value.value), "xyz".index(axis)
+                if self.local_size_set[i] and self.local_size[i] != extent:
+                    raise CompileError(f"Vulkan codegen: kernel {self.name} launches {tag} with extents "
+                                       f"{self.local_size[i]} and {extent}; a shader has one workgroup size")
+                self.local_size[i], self.local_size_set[i] = extent, True
             var = s.node.var
-            if var in self.names:  # the same axis launched again (a second scope of one kernel)
-                pass
-            else:
+            if var not in self.names:  # else: the same axis launched again (a second scope of one kernel)
                 name = self.bind(var)
                 t = self.ty(dtype_of(var))
                 if tag == "blockIdx.x" and self.fold_grid:
