@@ -323,3 +323,19 @@ def test_export_onnx_structure_and_values(tmp_path):
         want = net(other)
     np.testing.assert_allclose(got[0], want[0].numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got[1], want[1].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_module_on_feats_and_coords():
+    """The torch frontend on a module taking (feats, coords): one artifact, two scan sizes."""
+    import edgec
+
+    torch.manual_seed(6)
+    net = _UNetish().eval()
+    art = edgec.compile(net, target="host", layout="none",
+                        inputs={"feats": (("N", 3), "float32"), "coords": (("N", 4), "int32")})
+    for n, seed in ((60, 1), (90, 2)):
+        x = random_sparse(n, 3, batches=2, seed=seed)
+        (got,) = art.run({"feats": x.feats.numpy(), "coords": x.coords.numpy()}).values()
+        with torch.no_grad():
+            want = net(x.feats, x.coords).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -35,6 +35,8 @@ def sparse_conv3d(feats: torch.Tensor, coords: torch.Tensor, weight: torch.Tenso
 @sparse_conv3d.register_fake
 def _(feats, coords, weight, bias, out_coords, kernel_size, stride, dilation, padding, subm, inverse,
       spatial_shape):
+    # one row per site: under torch.export this ties the two inputs' row symbols together
+    torch._check(feats.shape[0] == coords.shape[0])
     if subm:
         m = coords.shape[0]
     elif inverse:
@@ -76,6 +78,7 @@ def sparse_to_dense(feats: torch.Tensor, coords: torch.Tensor, spatial_shape: li
 
 @sparse_to_dense.register_fake
 def _(feats, coords, spatial_shape, batch_size):
+    torch._check(feats.shape[0] == coords.shape[0])
     return feats.new_empty((batch_size, feats.shape[1], *spatial_shape))
 
 
