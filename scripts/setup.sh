@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Install everything edgec and its test suite need on a bare Debian/Ubuntu machine:
-# the system toolchains (host and aarch64 cross compilers, qemu user-mode emulation) and the
-# Python packages (edgec itself, editable, with the dev extras: torch CPU, pytest).
+# the system toolchains (host and aarch64 cross compilers, qemu user-mode emulation), the Vulkan
+# pieces (loader and headers, glslang, spirv-tools, Mesa's lavapipe as a CPU Vulkan device), and
+# the Python packages (edgec itself, editable, with the dev extras: torch CPU, pytest, spconv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 
-APT_PACKAGES=(g++ g++-aarch64-linux-gnu qemu-user)
+APT_PACKAGES=(g++ g++-aarch64-linux-gnu qemu-user
+              libvulkan1 libvulkan-dev glslang-tools spirv-tools mesa-vulkan-drivers)
 "${PYTHON:-python3}" -m pip --version >/dev/null 2>&1 || APT_PACKAGES+=(python3-pip)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
