@@ -158,7 +158,7 @@ def _count_loaded(db) -> int:
 
 def test_tuning_measures_on_rpc_devices(tmp_path):
     """A tracker and two servers on loopback: MetaSchedule's RPC runner measures there."""
-    pytest.importorskip("tornado", reason="TVM's RPC tracker needs tornado (a dev dependency)")
+    import tornado  # noqa: F401 - TVM's RPC tracker needs it (a dev dependency); fail loudly without
     model = _one_kernel_model(tmp_path / "one.onnx")
     port = _free_port()
     procs = []
