@@ -75,24 +75,28 @@ def _call(function, request, debug, chatty, scratch, writes_into) -> dict:
     relay = threading.Thread(target=_relay_output, args=(proc.stdout, debug, chatter), daemon=True)
     relay.start()
     stage, outcome = "starting", None
+    messages = os.fdopen(read_fd, "r", encoding="utf-8")
     previous_term = _forward_sigterm(proc)
     try:
         proc.stdin.write(json.dumps({"request": request, "debug": debug, "chatty": chatty}).encode())
         proc.stdin.close()
-        with os.fdopen(read_fd, "r", encoding="utf-8") as messages:
-            for line in messages:
-                message = json.loads(line)
-                if "stage" in message:
-                    stage = message["stage"]
-                else:
-                    outcome = message
+        for line in messages:
+            message = json.loads(line)
+            if "stage" in message:
+                stage = message["stage"]
+            else:
+                outcome = message
         proc.wait()
     except KeyboardInterrupt:
         _interrupt(proc)
-        raise
+        outcome = _last_outcome(messages, outcome)
+        if not (outcome and "result" in outcome):
+            raise
+        # the child had finished (artifact written) before the interrupt reached it: that stands
     finally:
         signal.signal(signal.SIGTERM, previous_term)
         relay.join(timeout=5)
+        messages.close()
         if proc.returncode != 0:
             _remove_leftovers(proc.pid, writes_into)
     return _result(proc.returncode, outcome, stage, chatter, debug)
@@ -109,6 +113,18 @@ def _remove_leftovers(pid: int, folders) -> None:
                     os.unlink(os.path.join(folder, name))
                 except OSError:
                     pass
+
+
+def _last_outcome(messages, outcome):
+    """After the child exited: the rest of its messages, for a result that raced the interrupt."""
+    try:
+        for line in messages:
+            message = json.loads(line)
+            if "stage" not in message:
+                outcome = message
+    except (OSError, ValueError):
+        pass
+    return outcome
 
 
 def _result(returncode: int, outcome: dict | None, stage: str, chatter, debug: bool) -> dict:
