@@ -330,3 +330,20 @@ def test_example_models_under_qemu(name, preset, tmp_path):
     art = edgec.compile(path, preset, {k: v.shape for k, v in feeds.items()})
     got = art.run(feeds, emulate=True)
     np.testing.assert_allclose(got["logits"], _onnxruntime(path, feeds)[0], rtol=1e-3, atol=1e-4)
+
+
+def test_ocr_detector_export_runs_under_qemu(tmp_path):
+    """The acceptance case: a DBNet-style text detector exported by the TorchScript exporter (the
+    shape of PaddleOCR's det model), cross-compiled for rpi5 and run by the bundled runner."""
+    from models_zoo import ZOO
+
+    model = ZOO["dbnet"]
+    path = model.export(str(tmp_path))
+    dims = model.sizes[0]
+    pins = {n: (tuple(d if isinstance(d, int) else dims[d] for d in shape), dtype)
+            for n, (shape, dtype) in model.inputs.items()}
+    art = edgec.compile(path, "rpi5", inputs=pins)
+    feeds = model.feeds(dims, seed=2)
+    got = art.run(feeds, emulate=True)["maps"]
+    want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_allclose(got, want, rtol=model.rtol, atol=model.atol)
