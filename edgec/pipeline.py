@@ -115,7 +115,8 @@ def lower_imported(mod, tvm_target, layout: str, phases, quantizer=None):
     from edgec.passes import PlanLayout
     from edgec.passes.layout_fold import FoldLayoutIntoConsumers
     from edgec.passes.int4.fuse import FuseInt4Dequant
-    from edgec.passes.nan_semantics import LEGALIZE as NAN_KEEPING_LEGALIZE
+    from edgec.passes.special_values import LEGALIZE as SPECIAL_VALUE_LEGALIZE
+    from edgec.passes.special_values import ExactReductionIdentity
     from edgec.passes.sparse_conv.fuse import FuseSparseEpilogue
 
     # 2. Graph passes: TVM's inference simplifications, then ours.
@@ -137,7 +138,8 @@ def lower_imported(mod, tvm_target, layout: str, phases, quantizer=None):
     lowering = [
         relax.backend.DispatchSampling(),
         relax.backend.DispatchSortScan(),
-        relax.transform.LegalizeOps(NAN_KEEPING_LEGALIZE),
+        relax.transform.LegalizeOps(SPECIAL_VALUE_LEGALIZE),
+        ExactReductionIdentity(),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),
