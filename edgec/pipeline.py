@@ -117,6 +117,7 @@ def lower_imported(mod, tvm_target, layout: str, phases, quantizer=None):
     from edgec.passes.int4.fuse import FuseInt4Dequant
     from edgec.passes.special_values import LEGALIZE as SPECIAL_VALUE_LEGALIZE
     from edgec.passes.special_values import ExactReductionIdentity
+    from edgec.schedules import is_gpu
     from edgec.passes.sparse_conv.fuse import FuseSparseEpilogue
 
     # 2. Graph passes: TVM's inference simplifications, then ours.
@@ -139,7 +140,8 @@ def lower_imported(mod, tvm_target, layout: str, phases, quantizer=None):
         relax.backend.DispatchSampling(),
         relax.backend.DispatchSortScan(),
         relax.transform.LegalizeOps(SPECIAL_VALUE_LEGALIZE),
-        ExactReductionIdentity(),
+        # CPU only: TVM's GPU cross-thread reductions recognize max/min by their finite identity
+        *([] if is_gpu(tvm_target) else [ExactReductionIdentity()]),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),

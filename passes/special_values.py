@@ -7,7 +7,9 @@ Two places where TVM's lowering changes special values:
   or weight on the device. ``select(x < 0, 0, x)`` costs the same and keeps NaN (:data:`LEGALIZE`).
 * Max reductions and max pooling start from the lowest *finite* float, so a window that is all
   ``-inf`` (a log of zeros, a masked row) gives ``-FLT_MAX`` instead of ``-inf``; likewise min
-  reductions and ``+inf``. :class:`ExactReductionIdentity` makes the identity the infinity.
+  reductions and ``+inf``. :class:`ExactReductionIdentity` makes the identity the infinity. It
+  is for CPU targets: TVM's GPU cross-thread reduction and rfactor recognize a max (min) reducer
+  only by its finite identity, so GPU kernels keep it.
 
 Both were found by the fuzzer (tests/fuzz/regressions/).
 """
