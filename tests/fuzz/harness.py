@@ -110,7 +110,7 @@ def minimize(worker_box, seed, records, kind, folder) -> list[dict]:
     return current
 
 
-def fuzz(seconds: float, seed: int, findings_dir: str | None) -> dict:
+def fuzz(seconds: float, seed: int, findings_dir: str | None, max_cases: int | None = None) -> dict:
     rng = random.Random(seed)
     models = mutate.seeds()
     names = sorted(models)
@@ -119,7 +119,7 @@ def fuzz(seconds: float, seed: int, findings_dir: str | None) -> dict:
     worker_box: list = []
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="edgec-fuzz-") as folder:
-        while time.time() - start < seconds:
+        while time.time() - start < seconds and (max_cases is None or stats["executions"] < max_cases):
             name = names[stats["executions"] % len(names)]
             records = mutate.draw(rng, models[name], rng.randint(1, 3))
             result = run_case(worker_box, name, records, folder)
