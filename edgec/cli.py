@@ -16,9 +16,8 @@ from edgec.errors import BadInputError, EdgecError, InputError
 logger = logging.getLogger("edgec")
 
 
-def _setup_logging(debug: bool, quiet: bool) -> None:
-    # progress lines only for a person watching a terminal; CI logs and --json stay quiet
-    chatty = sys.stderr.isatty() and not quiet
+def setup_logging(debug: bool, chatty: bool) -> None:
+    """Progress lines (``chatty``) only for a person watching a terminal; CI logs and --json stay quiet."""
     level = logging.DEBUG if debug else (logging.INFO if chatty else logging.WARNING)
     logging.basicConfig(level=level, format="edgec: %(message)s", stream=sys.stderr)
     for noisy in ("tvm", "onnx"):
@@ -245,7 +244,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     quiet = "--json" in argv
-    _setup_logging(debug, quiet)
+    setup_logging(debug, chatty=sys.stderr.isatty() and not quiet)
     try:
         cli.main(args=argv, prog_name="edgec", standalone_mode=False)
     except click.exceptions.Abort:  # click's name for a KeyboardInterrupt inside a command

@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import importlib
 import json
-import logging
 import os
 import shutil
 import signal
@@ -194,10 +193,9 @@ def _child_main(function: str, fd: int) -> int:
 
     payload = json.load(sys.stdin)
     debug = payload["debug"]
-    level = logging.DEBUG if debug else (logging.INFO if payload["chatty"] else logging.WARNING)
-    logging.basicConfig(level=level, format="edgec: %(message)s", stream=sys.stderr)
-    for noisy in ("tvm", "onnx"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+    from edgec.cli import setup_logging
+
+    setup_logging(debug, payload["chatty"])
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwind, removing temporary files
 
     from edgec import progress

@@ -31,14 +31,10 @@ def model_format(source) -> str:
 def check_model_file(path: str, inputs: dict[str, TensorSpec] | None = None) -> None:
     """Cheap checks before any compiler runs: the file exists and parses (ONNX: passes the ONNX
     checker and takes ``inputs``; .pt2: is a zip archive). Raises ModelError or InputError."""
-    import io
-    import zipfile
-
-    from edgec.frontend.imported import read_model_file
+    from edgec.frontend.imported import check_pt2_archive, read_model_file
 
     if model_format(path) == "torch":
-        if not zipfile.is_zipfile(io.BytesIO(read_model_file(path))):
-            raise ModelError(f"{path} is not a torch.export archive (.pt2 files are zip archives)")
+        check_pt2_archive(read_model_file(path), path)
         return
     from edgec.frontend.onnx import load, pin_inputs
 

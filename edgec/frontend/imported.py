@@ -23,6 +23,15 @@ class ImportedModel:
         return hashlib.sha256(self.source_bytes).hexdigest()
 
 
+def check_pt2_archive(data: bytes, path: str) -> None:
+    """A .pt2 file is a zip archive; anything else is refused before torch is imported."""
+    import io
+    import zipfile
+
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise ModelError(f"{path} is not a torch.export archive (.pt2 files are zip archives)")
+
+
 def read_model_file(path: str) -> bytes:
     """The bytes of a model file; a missing or unreadable one is a one-line ModelError."""
     try:

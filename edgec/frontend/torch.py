@@ -7,10 +7,9 @@ import inspect
 import io
 import os
 import warnings
-import zipfile
 
 from edgec.errors import CompileError, EdgecError, InputError, ModelError
-from edgec.frontend.imported import ImportedModel, read_model_file
+from edgec.frontend.imported import ImportedModel, check_pt2_archive, read_model_file
 from edgec.signature import TensorSpec, random_feeds
 
 
@@ -25,8 +24,7 @@ def _torch():
 def load_pt2(path: str):
     torch = _torch()
     data = read_model_file(path)
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise ModelError(f"{path} is not a torch.export archive (.pt2 files are zip archives)")
+    check_pt2_archive(data, path)
     from edgec.frontend.torch_sparse import register_ops
 
     register_ops()  # a program may call edgec.nn's sparse ops; torch must know them to load it
