@@ -37,6 +37,10 @@ def compile(  # noqa: A001 - mirrors the CLI command
     *,
     quantize: str | None = None,
     calibration: str | None = None,
+    int4_group: int | None = None,
+    int4_symmetric: bool = False,
+    int4_embeddings: bool = False,
+    int4_lm_head: bool = True,
     layout: str = "auto",
     tuning_db: str | None = None,
     arch: str | None = None,
@@ -53,12 +57,19 @@ def compile(  # noqa: A001 - mirrors the CLI command
     as initializers before import, for inputs that decide output shapes (a Reshape target,
     Resize sizes, TopK's K). The artifact no longer takes those inputs. ``sparse_sample`` (an
     .npz of inputs) times both sparse-conv dataflows per layer group on this host and records the
-    choice in the manifest (``sparse_dataflows``).
+    choice in the manifest (``sparse_dataflows``). ``int4_group`` (32/64/128), ``int4_symmetric``,
+    ``int4_embeddings`` (quantize constant embedding tables) and ``int4_lm_head`` (False keeps the
+    LM head float) refine ``quantize="int4"`` and are refused without it (docs/int4.md).
     """
     from edgec.pipeline import CompileOptions, compile_model
 
-    options = CompileOptions(layout=layout, quantize=quantize, calibration=calibration, tuning_db=tuning_db, ndk=ndk, arch=arch,
-                             runtime_dir=runtime_dir, sparse_sample=sparse_sample)
+    try:
+        options = CompileOptions(layout=layout, quantize=quantize, calibration=calibration, tuning_db=tuning_db,
+                                 ndk=ndk, arch=arch, runtime_dir=runtime_dir, sparse_sample=sparse_sample,
+                                 int4_group=int4_group, int4_symmetric=int4_symmetric,
+                                 int4_embeddings=int4_embeddings, int4_lm_head=int4_lm_head)
+    except ValueError as err:  # a bad option combination is the caller's mistake (exit 2)
+        raise InputError(str(err)) from None
     artifact, report = compile_model(
         model, target, input_specs(inputs), options, dump_ir=dump_ir, constants=constants
     )

@@ -66,6 +66,11 @@ def cli(ctx, debug):
 @click.option("--quantize", type=click.Choice(["int4"]), default=None, help="Quantize weights.")
 @click.option("--calibration", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Calibration inputs (.npz) for AWQ.")
+@click.option("--int4-group", type=click.Choice(["32", "64", "128"]), default=None,
+              help="int4 group size along K [default: 128].")
+@click.option("--int4-symmetric", is_flag=True, help="int4: symmetric (zero point 8) instead of asymmetric groups.")
+@click.option("--int4-embeddings", is_flag=True, help="int4: quantize constant embedding tables (Gather) too.")
+@click.option("--int4-skip-lm-head", is_flag=True, help="int4: keep the LM head (the last, widest matmul) float.")
 @click.option("--sparse-sample", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Sample inputs (.npz): time both sparse-conv dataflows per layer group (host target).")
 @click.option("--layout", type=click.Choice(["auto", "none"]), default="auto", show_default=True)
@@ -80,8 +85,9 @@ def cli(ctx, debug):
 @click.option("--no-isolate", is_flag=True,
               help="Compile in this process rather than a child process (a crash in TVM then ends edgec).")
 @click.pass_context
-def compile(ctx, model, target, out, inputs, quantize, calibration, sparse_sample, layout, tuning_db, arch, ndk,
-            runtime_dir, verify, dump_ir, as_json, no_isolate):  # noqa: A001
+def compile(ctx, model, target, out, inputs, quantize, calibration, int4_group, int4_symmetric, int4_embeddings,
+            int4_skip_lm_head, sparse_sample, layout, tuning_db, arch, ndk, runtime_dir, verify, dump_ir, as_json,
+            no_isolate):  # noqa: A001
     """Compile MODEL (.onnx or .pt2) into a deployable artifact."""
     from edgec import compile_job, isolation
     from edgec.frontend import check_model_file
@@ -89,6 +95,12 @@ def compile(ctx, model, target, out, inputs, quantize, calibration, sparse_sampl
 
     if calibration and not quantize:
         raise click.UsageError("--calibration applies with --quantize int4")
+    int4_flags = [name for name, given in (("--int4-group", int4_group), ("--int4-symmetric", int4_symmetric),
+                                           ("--int4-embeddings", int4_embeddings),
+                                           ("--int4-skip-lm-head", int4_skip_lm_head)) if given]
+    if int4_flags and quantize != "int4":
+        raise click.UsageError(f"{', '.join(int4_flags)} appl{'ies' if len(int4_flags) == 1 else 'y'} "
+                               "with --quantize int4")
     names = [s.name for s in inputs]
     if len(set(names)) != len(names):
         raise click.BadParameter(f"an input is given twice in {names}", param_hint="--input")
@@ -98,6 +110,8 @@ def compile(ctx, model, target, out, inputs, quantize, calibration, sparse_sampl
         resolve(target)  # raises TargetError with suggestions
     request = {"model": model, "target": target, "out": out or os.path.splitext(os.path.basename(model))[0] + ".edgec",
                "inputs": {s.name: s.to_json() for s in inputs}, "quantize": quantize, "calibration": calibration,
+               "int4_group": int(int4_group) if int4_group else None, "int4_symmetric": int4_symmetric,
+               "int4_embeddings": int4_embeddings, "int4_lm_head": not int4_skip_lm_head,
                "layout": layout, "tuning_db": tuning_db, "arch": arch, "ndk": ndk, "runtime_dir": runtime_dir,
                "verify": verify, "dump_ir": dump_ir, "sparse_sample": sparse_sample}
     if no_isolate:

@@ -12,6 +12,9 @@ def compile_to_file(request: dict) -> dict:
     inputs = {name: TensorSpec.from_json(spec) for name, spec in request.get("inputs", {}).items()}
     art = edgec.compile(request["model"], request.get("target", "host"), inputs,
                         quantize=request.get("quantize"), calibration=request.get("calibration"),
+                        int4_group=request.get("int4_group"), int4_symmetric=request.get("int4_symmetric", False),
+                        int4_embeddings=request.get("int4_embeddings", False),
+                        int4_lm_head=request.get("int4_lm_head", True),
                         layout=request.get("layout", "auto"), tuning_db=request.get("tuning_db"),
                         arch=request.get("arch"), ndk=request.get("ndk"), runtime_dir=request.get("runtime_dir"),
                         dump_ir=request.get("dump_ir"), sparse_sample=request.get("sparse_sample"))
@@ -42,4 +45,7 @@ def verification_text(v) -> str:
     lines = [f"verify ({v.how}): " + ("ok" if v.ok else "MISMATCH")]
     for c in v.checks:
         lines.append(f"  {c.name}: max abs {c.max_abs:.3g}, max rel {c.max_rel:.3g}")
+    for e in v.float_error:  # information: what quantization costs, not a failure
+        lines.append(f"  {e['name']} vs the float model: max abs {e['max_abs']:.3g}, "
+                     f"relative L2 {e['relative_l2']:.3g} (quantization error)")
     return "\n".join(lines)

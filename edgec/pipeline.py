@@ -30,6 +30,11 @@ class CompileOptions:
     arch: str | None = None
     runtime_dir: str | None = None  # aarch64 TVM runtime libraries to bundle, instead of the cache
     sparse_sample: str | None = None  # .npz of model inputs: time both sparse-conv dataflows per layer group
+    # --quantize int4 choices (passes/int4/quantize.py Int4Options); None/False/True are the defaults
+    int4_group: int | None = None  # 32, 64 or 128 [128]
+    int4_symmetric: bool = False
+    int4_embeddings: bool = False  # constant Gather tables too
+    int4_lm_head: bool = True
 
     def __post_init__(self):
         if self.layout not in ("auto", "none"):
@@ -38,9 +43,28 @@ class CompileOptions:
             raise ValueError(f"quantize must be 'int4' or unset, not {self.quantize!r}")
         if self.calibration and self.quantize != "int4":
             raise ValueError("calibration applies only with quantize='int4'")
+        if self.quantize != "int4" and self.int4_given():
+            raise ValueError("int4_group/int4_symmetric/int4_embeddings/int4_lm_head apply only with quantize='int4'")
+        if self.quantize == "int4":
+            self.int4_options()  # validates the group size
+
+    def int4_given(self) -> bool:
+        return (self.int4_group is not None or self.int4_symmetric or self.int4_embeddings
+                or not self.int4_lm_head)
+
+    def int4_options(self):
+        from edgec.passes.int4.quantize import Int4Options
+
+        return Int4Options(group=self.int4_group or Int4Options.group, symmetric=self.int4_symmetric,
+                           include_lm_head=self.int4_lm_head, include_embeddings=self.int4_embeddings)
 
     def to_json(self) -> dict:
-        return {"layout": self.layout, "quantize": self.quantize, "arch": self.arch,
+        int4 = None
+        if self.quantize == "int4":
+            o = self.int4_options()
+            int4 = {"group": o.group, "symmetric": o.symmetric, "embeddings": o.include_embeddings,
+                    "lm_head": o.include_lm_head}
+        return {"layout": self.layout, "quantize": self.quantize, "int4": int4, "arch": self.arch,
                 "calibration": os.path.basename(self.calibration) if self.calibration else None,
                 "sparse_sample": os.path.basename(self.sparse_sample) if self.sparse_sample else None}
 
@@ -51,6 +75,9 @@ class CompileReport:
     notes: list[str] = field(default_factory=list)
     # standalone layout-changing kernel launches: {"before": with --layout none, "after": as built}
     layout_transforms: dict | None = None
+    # --quantize int4: (float constant, the float values the quantized model uses instead), for
+    # --verify's reference (edgec/quant_reference.py); in memory only, never in the artifact
+    int4_substitutions: list = field(default_factory=list, repr=False)
 
     def to_json(self) -> dict:
         return {"phases": [{"name": n, "seconds": round(s, 3)} for n, s in self.phases], "notes": self.notes,
@@ -103,7 +130,7 @@ def lower_model(source, preset, inputs, options, phases, constants=None):
     if options.quantize == "int4":
         from edgec.passes.int4.quantize import QuantizeInt4, load_calibration
 
-        quantizer = QuantizeInt4(tvm_target, calibration=load_calibration(options.calibration))
+        quantizer = QuantizeInt4(tvm_target, options.int4_options(), calibration=load_calibration(options.calibration))
     return imported, lower_imported(imported.mod, tvm_target, options.layout, phases, quantizer)
 
 
@@ -115,6 +142,7 @@ def lower_imported(mod, tvm_target, layout: str, phases, quantizer=None):
     from edgec.passes import PlanLayout
     from edgec.passes.layout_fold import FoldLayoutIntoConsumers
     from edgec.passes.int4.fuse import FuseInt4Dequant
+    from edgec.passes.conv_blocked import LEGALIZE as BLOCKED_CONV_LEGALIZE
     from edgec.passes.special_values import LEGALIZE as SPECIAL_VALUE_LEGALIZE
     from edgec.passes.special_values import ExactReductionIdentity
     from edgec.schedules import is_gpu
@@ -134,12 +162,13 @@ def lower_imported(mod, tvm_target, layout: str, phases, quantizer=None):
     mod = phases.run("graph passes", tvm.transform.Sequential(graph_passes), mod)
     if quantizer is not None:
         phases.report.notes.extend(quantizer.notes)
+        phases.report.int4_substitutions = quantizer.substitutions
 
     # 3. Lower to TIR and fuse.
     lowering = [
         relax.backend.DispatchSampling(),
         relax.backend.DispatchSortScan(),
-        relax.transform.LegalizeOps(SPECIAL_VALUE_LEGALIZE),
+        relax.transform.LegalizeOps({**SPECIAL_VALUE_LEGALIZE, **BLOCKED_CONV_LEGALIZE}),
         # CPU only: TVM's GPU cross-thread reductions recognize max/min by their finite identity
         *([] if is_gpu(tvm_target) else [ExactReductionIdentity()]),
         relax.transform.AnnotateTIROpPattern(),

@@ -1,6 +1,9 @@
 """Check a compiled artifact against an independent reference on random inputs.
 
-The reference is onnxruntime for ONNX models and PyTorch eager for PyTorch models.
+The reference is onnxruntime for ONNX models and PyTorch eager for PyTorch models. For a
+``--quantize int4`` build it is the same runtime on the dequantized model
+(:mod:`edgec.quant_reference`), at the same tolerance; the error against the float model is
+reported alongside, as information.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class Verification:
     how: str
     checks: list[OutputCheck] = field(default_factory=list)
     note: str = ""
+    # quantized builds: per output, {"name", "max_abs", "relative_l2"} against the float model
+    float_error: list[dict] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -37,7 +42,7 @@ class Verification:
     def to_json(self) -> dict:
         return {
             "executed": self.executed, "how": self.how, "ok": self.ok, "note": self.note,
-            "outputs": [c.__dict__ for c in self.checks],
+            "outputs": [c.__dict__ for c in self.checks], "float_error": self.float_error,
         }
 
 
@@ -114,12 +119,27 @@ def verify_artifact(artifact, model, feeds: dict | None = None, rtol=RTOL, atol=
             query()
         except ExecutionError as err:
             return Verification(False, "not executed", note=f"the Vulkan kernels were not executed: {err}")
+    reference, float_model = model, None
+    if artifact.manifest.get("options", {}).get("quantize") == "int4":
+        substitutions = getattr(getattr(artifact, "report", None), "int4_substitutions", None)
+        if substitutions is None:
+            return Verification(False, "not executed", note="an int4 artifact is verified when it is compiled "
+                                "(its dequantized weights are not kept in the artifact)")
+        from edgec.quant_reference import dequantized_model
+
+        try:
+            reference, float_model = dequantized_model(model, substitutions), model
+        except VerificationError as err:
+            return Verification(False, "not executed", note=str(err))
     got = artifact.run(feeds, emulate=emulate)
-    want = reference_outputs(model, feeds)
+    want = reference_outputs(reference, feeds)
     checks = [compare(name, got[name], want_value, rtol, atol)
               for name, want_value in zip(got, want.values())]
     where = "qemu-aarch64" if emulate else ("host" if artifact.device == "cpu" else artifact.device)
-    result = Verification(True, where, checks)
+    result = Verification(True, where if float_model is None else f"{where}, against the dequantized model", checks)
+    if float_model is not None:
+        floats = reference_outputs(float_model, feeds)
+        result.float_error = [_error(name, got[name], f) for name, f in zip(got, floats.values())]
     if not result.ok:
         worst = max(checks, key=lambda c: c.max_abs)
         raise VerificationError(
@@ -127,6 +147,13 @@ def verify_artifact(artifact, model, feeds: dict | None = None, rtol=RTOL, atol=
             f"max rel error {worst.max_rel:.3g} (tolerance rtol={rtol}, atol={atol})"
         )
     return result
+
+
+def _error(name: str, got, want) -> dict:
+    diff = np.asarray(got, np.float64) - np.asarray(want, np.float64)
+    norm = float(np.linalg.norm(np.asarray(want, np.float64)))
+    return {"name": name, "max_abs": float(np.abs(diff).max()) if diff.size else 0.0,
+            "relative_l2": float(np.linalg.norm(diff) / max(norm, 1e-30))}
 
 
 def _check_foreign_gpu_artifact(artifact) -> Verification:

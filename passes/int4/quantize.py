@@ -5,7 +5,10 @@ input are scaled together, and ``x / s`` is folded into the input's producer whe
 multiplication by a constant per-channel vector used by nothing else (a norm's weight), else it
 is one elementwise multiply that FuseOps fuses into the producer. After the rewrite the pass
 records, in ``notes``, the weight bytes before and after and the output error against the
-float model (on the calibration inputs, else random ones), both run on the host.
+float model (on the calibration inputs, else random ones), both run on the host. With
+``include_embeddings``, ``take(table, indices, axis=0)`` on a constant table becomes the int4
+gather (:mod:`embedding`). ``substitutions`` pairs each replaced float constant with the float
+values the quantized model effectively uses in its place, for ``--verify`` (edgec/verify.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from tvm.ir.expr import GenericConst
 from tvm.relax.expr_functor import PyExprMutator, mutator
 
 from edgec.passes.int4 import awq, observe
+from edgec.passes.int4.embedding import emit_int4_take
 from edgec.passes.int4.op import emit_int4_matmul
 from edgec.passes.int4.packing import GROUP_SIZES, QuantizedWeight, quantize
 
@@ -37,8 +41,6 @@ class Int4Options:
     def __post_init__(self):
         if self.group not in GROUP_SIZES:
             raise ValueError(f"int4 group size must be one of {GROUP_SIZES}, not {self.group}")
-        if self.include_embeddings:
-            raise ValueError("int4 embeddings are not supported yet (no int4 gather kernel)")
 
 
 @dataclass
@@ -65,6 +67,32 @@ def _candidates(func: relax.Function, options: Int4Options) -> list[_Candidate]:
         last = found[-1]
         if last.weight.shape[1] > last.weight.shape[0]:  # a final projection wider than its input
             found.pop()
+    return found
+
+
+@dataclass
+class _Embedding:
+    var: relax.Var  # bound to take(table, indices, axis=0)
+    indices: relax.Expr
+    table: np.ndarray  # [V, D]
+
+
+def _embeddings(func: relax.Function, options: Int4Options) -> list[_Embedding]:
+    if not options.include_embeddings:
+        return []
+    take = tvm.ir.Op.get("relax.take")
+    found = []
+    for block in func.body.blocks:
+        for b in block.bindings:
+            v = b.value
+            if not (isinstance(v, relax.Call) and v.op.same_as(take) and isinstance(v.args[0], GenericConst)
+                    and v.attrs.axis is not None and int(v.attrs.axis) == 0):
+                continue
+            table = v.args[0].value.numpy()
+            if table.ndim != 2 or table.dtype != np.float32 or table.size < options.min_elements \
+                    or table.shape[1] % 32:
+                continue
+            found.append(_Embedding(b.var, v.args[1], table))
     return found
 
 
@@ -118,18 +146,33 @@ class QuantizeInt4:
     def __init__(self, target, options: Int4Options | None = None, calibration: dict | None = None):
         self.target, self.options, self.calibration = target, options or Int4Options(), calibration
         self.notes: list[str] = []
+        self.substitutions: list[tuple[np.ndarray, np.ndarray]] = []  # (float constant, effective values)
 
     def transform_module(self, mod, _ctx):
         func = mod["main"]
         cands = _candidates(func, self.options)
-        if not cands:
+        embeds = _embeddings(func, self.options)
+        if not cands and not embeds:
             self.notes.append("int4: no matmul with a constant weight large enough to quantize")
             return mod
-        acts = self._activations(mod, cands) if self.calibration is not None else None
+        acts = self._activations(mod, cands) if self.calibration is not None and cands else None
         weights, scales, folds = self._plan(func, cands, acts)
-        quantized = _rewrite(mod, cands, weights, scales, folds, self.target)
-        self._report(mod, quantized, cands, weights, scales, folds)
+        for e in embeds:
+            weights[e.var] = quantize(e.table, _group_for(e.table.shape[1], self.options.group), self.options.symmetric)
+        quantized = _rewrite(mod, cands, embeds, weights, scales, folds, self.target)
+        self._record_substitutions(cands, embeds, weights, scales)
+        self._report(mod, quantized, cands, embeds, weights, scales, folds)
         return quantized
+
+    def _record_substitutions(self, cands, embeds, weights, scales):
+        """``W·diag(s)`` quantized, fed ``x / s``, computes ``x · (dequant / s)ᵀ``: that is the
+        float weight the quantized model stands for, whatever AWQ folded where."""
+        for c in cands:
+            s = scales.get(c.x)
+            w = weights[c.var].dequantize()
+            self.substitutions.append((c.weight, np.ascontiguousarray((w / s if s is not None else w).T)))
+        for e in embeds:
+            self.substitutions.append((e.table, weights[e.var].dequantize()))
 
     # -- planning -------------------------------------------------------------------------
 
@@ -175,19 +218,21 @@ class QuantizeInt4:
 
     # -- report ---------------------------------------------------------------------------
 
-    def _report(self, mod, quantized, cands, weights, scales, folds):
-        before = sum(c.weight.nbytes for c in cands)
+    def _report(self, mod, quantized, cands, embeds, weights, scales, folds):
+        before = sum(c.weight.nbytes for c in cands) + sum(e.table.nbytes for e in embeds)
         after = sum(w.packed_bytes() for w in weights.values())
         method = "AWQ" if self.calibration is not None else "round-to-nearest"
+        tables = f", {len(embeds)} embedding table(s)" if self.options.include_embeddings else ""
+        head = "" if self.options.include_lm_head else " (LM head kept float)"
         self.notes.append(f"int4 ({method}, group {self.options.group}, "
-                          f"{'symmetric' if self.options.symmetric else 'asymmetric'}): {len(cands)} matmul(s); "
-                          f"weight bytes {before} -> {after} ({before / max(after, 1):.2f}x smaller)")
+                          f"{'symmetric' if self.options.symmetric else 'asymmetric'}): {len(cands)} matmul(s)"
+                          f"{tables}{head}; weight bytes {before} -> {after} ({before / max(after, 1):.2f}x smaller)")
         if scales:
             self.notes.append(f"int4: AWQ scales on {len(scales)} input(s), {len(folds)} folded into a producer")
         try:
             feeds = self.calibration if self.calibration is not None else observe.random_feeds(mod["main"])
             args = observe.samples(mod["main"], feeds)
-            host = _rewrite(mod, cands, weights, scales, folds, tvm.target.Target("llvm"))
+            host = _rewrite(mod, cands, embeds, weights, scales, folds, tvm.target.Target("llvm"))
             ref, _ = observe.run(mod, args)
             got, _ = observe.run(host, args)
             ref = np.concatenate([a.ravel() for r in ref for a in r]).astype(np.float64)
@@ -200,17 +245,18 @@ class QuantizeInt4:
             self.notes.append(f"int4: output error not measured ({type(err).__name__}: {str(err).splitlines()[0][:200]})")
 
 
-def _rewrite(mod, cands, weights, scales, folds, target):
-    rewriter = _Rewriter(mod, cands, weights, scales, folds, target)
+def _rewrite(mod, cands, embeds, weights, scales, folds, target):
+    rewriter = _Rewriter(mod, cands, embeds, weights, scales, folds, target)
     rewriter.builder_.update_func(mod.get_global_var("main"), rewriter.visit_expr(mod["main"]))
     return rewriter.builder_.get()
 
 
 @mutator
 class _Rewriter(PyExprMutator):
-    def __init__(self, mod, cands, weights, scales, folds, target):
+    def __init__(self, mod, cands, embeds, weights, scales, folds, target):
         super().__init__(mod)
         self.cands = {c.var: c for c in cands}
+        self.embeds = {e.var: e for e in embeds}
         self.weights, self.scales, self.folds, self.target = weights, scales, folds, target
         self.scaled: dict = {}
 
@@ -226,6 +272,11 @@ class _Rewriter(PyExprMutator):
                 relax.const((a.value.numpy() * inv.reshape(a.value.numpy().shape)).astype(np.float32))
                 for a in value.args[1:]]
             self._emit(var, relax.Call(value.op, args, value.attrs))
+            return
+        embed = self.embeds.get(var)
+        if embed is not None:
+            self._emit(var, emit_int4_take(self.builder_, self.visit_expr(embed.indices), self.weights[var],
+                                           where=f"embedding {var.name}"))
             return
         cand = self.cands.get(var)
         if cand is None:
