@@ -364,3 +364,191 @@ def test_llama_int4_example_runs():
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "int4 vs PyTorch" in proc.stdout and "weight bytes" in proc.stdout
+
+
+# -- options, embeddings, --verify of quantized builds -----------------------------------------
+
+
+def _take_reference(table_q: QuantizedWeight, idx):
+    """Dequantize the whole table in numpy (independently of the packing code), then index."""
+    g = table_q.group
+    table = (table_q.q.astype(np.float64) - np.repeat(table_q.zero, g, axis=1)) * np.repeat(table_q.scale, g, axis=1)
+    return table[np.clip(idx, 0, len(table) - 1)]
+
+
+@pytest.mark.parametrize("group", GROUP_SIZES)
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_int4_take_matches_numpy(group, symmetric):
+    from edgec.passes.int4.embedding import emit_int4_take
+
+    rng = np.random.default_rng(group)
+    qw = quantize(rng.standard_normal((37, 256)).astype("float32"), group, symmetric)
+    idx = np.array([[0, 36, 5], [17, 17, 2]], "int32")
+    bb = relax.BlockBuilder()
+    iv = relax.Var("i", relax.TensorType(list(idx.shape), "int32"))
+    with bb.function("main", [iv]):
+        with bb.dataflow():
+            y = bb.emit_output(emit_int4_take(bb, iv, qw))
+        bb.emit_func_output(y)
+    mod = relax.transform.LegalizeOps()(bb.get())
+    got = relax.VirtualMachine(tvm.compile(mod, "llvm"), tvm.cpu())["main"](tvm.runtime.tensor(idx)).numpy()
+    np.testing.assert_allclose(got, _take_reference(qw, idx), rtol=1e-6, atol=1e-6)
+
+
+def _token_model(v=512, d=128, seq=6, seed=0):
+    """A tiny LM: embedding Gather -> MatMul -> Relu -> LM head MatMul (wider than its input)."""
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array(rng.standard_normal((v, d)).astype("float32"), "E"),
+             numpy_helper.from_array((rng.standard_normal((d, d)) / 8).astype("float32"), "W1"),
+             numpy_helper.from_array((rng.standard_normal((d, v)) / 8).astype("float32"), "Wlm")]
+    nodes = [helper.make_node("Gather", ["E", "tok"], ["h"], axis=0), helper.make_node("MatMul", ["h", "W1"], ["a"]),
+             helper.make_node("Relu", ["a"], ["r"]), helper.make_node("MatMul", ["r", "Wlm"], ["logits"])]
+    graph = helper.make_graph(nodes, "lm", [helper.make_tensor_value_info("tok", TensorProto.INT64, [1, seq])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, seq, v])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    return model
+
+
+def _dequantized(w, group, symmetric):
+    qw = quantize(w, group, symmetric)
+    return _take_reference(qw, np.arange(len(w)))
+
+
+@pytest.mark.parametrize("group,symmetric", [(32, True), (128, False)])
+def test_int4_embedding_model_matches_numpy(group, symmetric):
+    model = _token_model()
+    arrays = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    art = edgec.compile(model, "host", quantize="int4", int4_group=group, int4_symmetric=symmetric,
+                        int4_embeddings=True)
+    notes = " ".join(art.report.notes)
+    assert "1 embedding table(s)" in notes
+    before = sum(a.nbytes for a in arrays.values())
+    assert f"weight bytes {before} ->" in notes  # the table counts
+    tok = np.array([[0, 511, 7, 7, 300, -2]], "int64")  # -2: ONNX wraps a negative index once
+    table = _dequantized(arrays["E"], group, symmetric)
+    w1 = _dequantized(arrays["W1"].T, group, symmetric).T
+    wlm = _dequantized(arrays["Wlm"].T, group, symmetric).T
+    want = np.maximum(table[tok % 512] @ w1, 0) @ wlm
+    np.testing.assert_allclose(art.run({"tok": tok})["logits"], want, rtol=1e-4, atol=1e-4)
+    assert art.manifest["options"]["int4"] == {"group": group, "symmetric": symmetric, "embeddings": True,
+                                               "lm_head": True}
+
+
+def test_int4_embedding_clamps_out_of_range_indices():
+    """onnxruntime refuses an out-of-range Gather index; edgec's float take reads out of bounds
+    (undefined); the int4 gather clamps to the nearest row, so it never crashes."""
+    art = edgec.compile(_token_model(), "host", quantize="int4", int4_embeddings=True)
+    got = art.run({"tok": np.array([[600, 512, 511, 0, -600, 3]], "int64")})["logits"][0]
+    np.testing.assert_array_equal(got[0], got[2])
+    np.testing.assert_array_equal(got[1], got[2])
+    np.testing.assert_array_equal(got[4], got[3])
+
+
+def test_int4_skip_lm_head_keeps_the_head_float():
+    full = edgec.compile(_token_model(), "host", quantize="int4")
+    skip = edgec.compile(_token_model(), "host", quantize="int4", int4_lm_head=False)
+    packed = [[w for w in a.manifest["weights"] if w["dtype"] == "uint8"] for a in (full, skip)]
+    assert len(packed[0]) == 2 and len(packed[1]) == 1
+    assert any(w["shape"] == [128, 512] for w in skip.manifest["weights"])  # the float head
+    assert "LM head kept float" in " ".join(skip.report.notes)
+
+
+def test_int4_embedding_compiles_for_cuda():
+    art = edgec.compile(_token_model(), "cuda", arch="sm_80", quantize="int4", int4_embeddings=True)
+    assert sum(w["dtype"] == "uint8" for w in art.manifest["weights"]) == 3
+
+
+def test_int4_options_need_quantize():
+    with pytest.raises(EdgecError, match="apply only with quantize='int4'"):
+        edgec.compile(_token_model(), "host", int4_embeddings=True)
+    with pytest.raises(EdgecError, match="group size must be one of"):
+        edgec.compile(_token_model(), "host", quantize="int4", int4_group=16)
+    from click.testing import CliRunner
+
+    from edgec.cli import cli
+
+    result = CliRunner().invoke(cli, ["compile", "m.onnx", "--int4-group", "32", "--int4-skip-lm-head"])
+    assert result.exit_code == 2 and "--int4-group, --int4-skip-lm-head apply with --quantize int4" in result.output
+
+
+def test_cli_int4_options_and_verify(tmp_path):
+    """The flags reach the isolated compile; --verify compares with the dequantized model and passes."""
+    import json
+
+    from click.testing import CliRunner
+
+    from edgec.cli import cli
+
+    path = tmp_path / "lm.onnx"
+    onnx.save(_token_model(), str(path))
+    out = tmp_path / "lm.edgec"
+    result = CliRunner().invoke(cli, ["compile", str(path), "--quantize", "int4", "--int4-group", "64",
+                                      "--int4-symmetric", "--int4-embeddings", "--verify", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["verification"]["ok"] and "dequantized" in report["verification"]["how"]
+    assert report["verification"]["float_error"][0]["relative_l2"] > 1e-3  # int4 is not the float model
+    assert edgec.load(str(out)).manifest["options"]["int4"] == {"group": 64, "symmetric": True, "embeddings": True,
+                                                                "lm_head": True}
+
+
+def _corrupt_packed(art):
+    """The artifact with its first packed int4 weight's bytes zeroed."""
+    from edgec.artifact import WEIGHTS, Artifact
+
+    params = {k: v.numpy() for k, v in tvm.runtime.load_param_dict(art.files[WEIGHTS]).items()}
+    name = next(w["name"] for w in art.manifest["weights"] if w["dtype"] == "uint8")
+    params[name] = np.zeros_like(params[name])
+    files = dict(art.files)
+    files[WEIGHTS] = bytes(tvm.runtime.save_param_dict({k: tvm.runtime.tensor(v) for k, v in params.items()}))
+    bad = Artifact(art.manifest, files)
+    bad.report = art.report
+    return bad
+
+
+def test_verify_of_a_quantized_build_fails_on_wrong_weights():
+    from edgec.errors import VerificationError
+    from edgec.verify import verify_artifact
+
+    model = _token_model()
+    feeds = {"tok": np.array([[1, 500, 9, 42, 0, 77]], "int64")}
+    art = edgec.compile(model, "host", quantize="int4", int4_group=32, int4_embeddings=True)
+    assert verify_artifact(art, model, feeds).ok
+    with pytest.raises(VerificationError, match="differs from the reference"):
+        verify_artifact(_corrupt_packed(art), model, feeds)
+    # a reference quantized with other parameters (group 128) must not match the group-32 build
+    other = edgec.compile(model, "host", quantize="int4", int4_group=128, int4_embeddings=True)
+    art.report.int4_substitutions = other.report.int4_substitutions
+    with pytest.raises(VerificationError, match="differs from the reference"):
+        verify_artifact(art, model, feeds)
+
+
+def test_verify_of_an_awq_build_passes(tmp_path):
+    """AWQ scales the weights and folds 1/s into the LayerNorm: the reference's weight is dequant/s."""
+    model = _OutlierMLP(tmp_path)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=model.calibration)
+    art = edgec.compile(model.path, "host", quantize="int4", calibration=str(calib), verify=True)
+    assert art.verification.ok and art.verification.float_error
+    assert "folded" in " ".join(art.report.notes)
+
+
+def test_verify_of_a_quantized_torch_module():
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Embedding(256, 128), torch.nn.Linear(128, 128), torch.nn.ReLU(),
+                                 torch.nn.Linear(128, 256)).eval()
+    art = edgec.compile(module, "host", inputs={"input": ((1, 5), "int64")}, quantize="int4", int4_embeddings=True,
+                        verify=True)
+    assert art.verification.ok and sum(w["dtype"] == "uint8" for w in art.manifest["weights"]) == 3
+
+
+def test_loaded_quantized_artifact_is_not_verified_blindly(tmp_path):
+    from edgec.verify import verify_artifact
+
+    art = edgec.compile(_token_model(), "host", quantize="int4")
+    art.save(str(tmp_path / "q.edgec"))
+    result = verify_artifact(edgec.load(str(tmp_path / "q.edgec")), _token_model())
+    assert not result.executed and "verified when it is compiled" in result.note
