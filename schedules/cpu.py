@@ -27,8 +27,6 @@ from tvm.target.codegen import llvm_get_vector_width
 TILE_ROWS = 4
 # Fewer iterations than this per parallel task is not worth a thread.
 MIN_PARALLEL_WORK = 1 << 12
-# name of the blocked conv's compute block (edgec.passes.conv_blocked)
-BLOCKED_CONV = "conv2d_nchwc"
 
 
 def _is_cpu(target: Target) -> bool:
@@ -110,16 +108,7 @@ class TiledReduction(ScheduleRule):
             rows = _pick_factor(get_extent(sch, outer[-1]), [TILE_ROWS, 2])
             rows_o, rows_i = sch.split(outer[-1], factors=[None, rows])
             outer[-1] = rows_o
-        pair_i = None
-        channel_blocks = loops[1] if sch.get(main.block_rv).name_hint.startswith(BLOCKED_CONV) else None
-        if vec <= lanes and channel_blocks in outer[:-1]:
-            # NCHWc: the tile is one channel block wide, so also tile two blocks of output channels;
-            # each loaded input value then feeds 2 × rows vector FMAs, as in NHWC's 2-vector tile
-            at = outer.index(channel_blocks)
-            extent = _static(get_extent(sch, channel_blocks))
-            if extent is not None and extent % 2 == 0:
-                outer[at], pair_i = sch.split(channel_blocks, factors=[None, 2])
-        inner = [l for l in (pair_i, rows_i, vec_i) if l is not None]
+        inner = [l for l in (rows_i, vec_i) if l is not None]
         # symbolic loops stay outside, unfused: the tile's regions are then bounded exactly
         sch.reorder(*dynamic, *outer, vec_o, *reduction, *inner)
         fused = sch.fuse(*outer, vec_o) if outer else vec_o
@@ -138,9 +127,8 @@ class TiledReduction(ScheduleRule):
         # set loop kinds while the block still has its init: TVM checks reduction blocks by it
         sch.parallel(fused)
         sch.vectorize(vec_i)
-        for tile_loop in (pair_i, rows_i):
-            if tile_loop is not None:
-                sch.unroll(tile_loop)
+        if rows_i is not None:
+            sch.unroll(rows_i)
         init = sch.decompose_reduction(main.block_rv, reduction[0])
         init_vec = sch.get_loops(init)[-1]
         if sch.get(init_vec).kind != tirx.ForKind.VECTORIZED:
