@@ -145,7 +145,7 @@ def plan(config: BuildConfig, only: tuple[str, ...] = ()) -> list[Cell]:
             "model": content(m.path),
             "calibration": content(m.calibration),
             "tuning_db": content(m.tuning_db, folder=True),
-            "options": {"inputs": list(m.inputs), "quantize": m.quantize, "layout": m.layout},
+            "options": {"inputs": list(m.inputs), "quantize": m.quantize, "layout": m.layout, **m.int4},
             "target": {"name": preset.name, "target": preset.target, "toolchain": preset.toolchain,
                        "options": preset.options},
             "edgec": __version__,
@@ -198,12 +198,14 @@ def _build_cell(task: dict) -> dict:
     start = time.perf_counter()
     result = {"ok": False, "reason": "", "verification": None}
     try:
-        data = task.get("cached")
+        data, art = task.get("cached"), None
         if data is None:
-            data = _compile(task)
+            art = _compile(task)
+            data = art.to_bytes()
         result["sha256"], result["size"] = hashlib.sha256(data).hexdigest(), len(data)
         if task["verify"]:
-            result["verification"] = _verify(Artifact.from_bytes(data, task["name"]), task["model"])
+            # the fresh artifact in memory: an int4 one still knows its dequantized weights (verify.py)
+            result["verification"] = _verify(art or Artifact.from_bytes(data, task["name"]), task["model"])
             if result["verification"].get("mismatch"):
                 result["reason"] = "verification: " + result["verification"]["mismatch"]
                 return result
@@ -218,14 +220,14 @@ def _build_cell(task: dict) -> dict:
     return result
 
 
-def _compile(task: dict) -> bytes:
+def _compile(task: dict) -> Artifact:
     import edgec
     from edgec.signature import parse_input_option
 
     kwargs = {"quantize": task["quantize"], "layout": task["layout"], "tuning_db": task["tuning_db"],
-              "calibration": task["calibration"]}
+              "calibration": task["calibration"], **task["int4"]}
     inputs = {spec.name: spec for spec in map(parse_input_option, task["inputs"])}
-    return edgec.compile(task["model"], task["target"], inputs, **kwargs).to_bytes()
+    return edgec.compile(task["model"], task["target"], inputs, **kwargs)
 
 
 def _verify(artifact: Artifact, model: str) -> dict:
@@ -253,7 +255,7 @@ def _task(cell: Cell, cache: Cache, cached: bytes | None) -> dict:
     return {
         "name": cell.name, "key": cell.key, "cache": cache.folder, "cached": cached, "verify": cell.verify,
         "model": m.path, "target": cell.target.spec, "inputs": list(m.inputs), "quantize": m.quantize,
-        "layout": m.layout, "calibration": m.calibration, "tuning_db": m.tuning_db,
+        "layout": m.layout, "calibration": m.calibration, "tuning_db": m.tuning_db, "int4": m.int4,
     }
 
 

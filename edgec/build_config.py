@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from edgec.errors import BadInputError, EdgecError
 
 GLOBAL_KEYS = ("verify", "cache_dir", "models")
-MODEL_KEYS = ("path", "inputs", "targets", "quantize", "layout", "calibration", "tuning_db", "verify")
+MODEL_KEYS = ("path", "inputs", "targets", "quantize", "layout", "calibration", "tuning_db", "verify",
+              "int4_group", "int4_symmetric", "int4_embeddings", "int4_lm_head")
+# edgec.compile's int4 keywords, as the config spells them: (type, what, default)
+INT4_KEYS = {"int4_group": (int, "32, 64 or 128", None), "int4_symmetric": (bool, "true or false", False),
+             "int4_embeddings": (bool, "true or false", False), "int4_lm_head": (bool, "true or false", True)}
 QUANTIZE = ("int4",)
 LAYOUTS = ("auto", "none")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
@@ -43,6 +47,7 @@ class ModelEntry:
     calibration: str | None = None  # absolute
     tuning_db: str | None = None  # absolute
     verify: bool | None = None  # None: the config's global verify
+    int4: dict = field(default_factory=dict)  # the int4_* keys given, as edgec.compile keywords
     written: dict = field(default_factory=dict)  # the options as the config spells them (relative paths)
 
 
@@ -260,12 +265,22 @@ def _model(check: _Checker, name: str, table: dict, where: tuple[str, ...]) -> M
         raise check.at(where + ("calibration",), f"'models.{name}.calibration' applies with quantize = \"int4\"")
     tuning_db = check.file(table, where, "tuning_db", folder=True)
     verify = check.typed(table, where, "verify", bool, "true or false")
-    written = {k: table[k] for k in ("quantize", "layout", "calibration", "tuning_db") if k in table}
+    int4 = {}
+    for key, (kind, what, _default) in INT4_KEYS.items():
+        value = check.typed(table, where, key, kind, what)
+        if value is None:
+            continue
+        if quantize != "int4":
+            raise check.at(where + (key,), f"'models.{name}.{key}' applies with quantize = \"int4\"")
+        if key == "int4_group" and value not in (32, 64, 128):
+            raise check.at(where + (key,), f"'models.{name}.int4_group' must be {what}, not {value!r}")
+        int4[key] = value
+    written = {k: table[k] for k in ("quantize", "layout", "calibration", "tuning_db", *INT4_KEYS) if k in table}
     written.setdefault("layout", "auto")
     return ModelEntry(
         name=name, path=model_path, targets=_targets(check, name, targets, where),
         inputs=_inputs(check, table.get("inputs"), where), quantize=quantize, layout=layout,
-        calibration=calibration, tuning_db=tuning_db, verify=verify, written=written,
+        calibration=calibration, tuning_db=tuning_db, verify=verify, int4=int4, written=written,
     )
 
 

@@ -552,3 +552,29 @@ def test_loaded_quantized_artifact_is_not_verified_blindly(tmp_path):
     art.save(str(tmp_path / "q.edgec"))
     result = verify_artifact(edgec.load(str(tmp_path / "q.edgec")), _token_model())
     assert not result.executed and "verified when it is compiled" in result.note
+
+
+def test_build_config_int4_keys(tmp_path):
+    """edgec build: the int4_* keys reach the compile, and a fresh int4 cell verifies against the
+    dequantized model; misuse is a config error naming the line."""
+    import json
+
+    from edgec.build import build
+    from edgec.build_config import ConfigError, load_config
+
+    onnx.save(_token_model(), str(tmp_path / "lm.onnx"))
+    config = tmp_path / "edgec.toml"
+    config.write_text('verify = true\n[models.lm]\npath = "lm.onnx"\ntargets = ["host"]\nquantize = "int4"\n'
+                      'int4_group = 32\nint4_embeddings = true\n')
+    summary = build(load_config(str(config)), str(tmp_path / "out"), str(tmp_path / "cache"), jobs=1)
+    cell = json.loads((tmp_path / "out" / "build.json").read_text())["cells"][0]
+    assert summary.failure() is None and cell["verification"]["ok"], cell
+    assert cell["options"]["int4_group"] == 32
+    art = edgec.load(str(tmp_path / "out" / "lm" / "host" / "model.edgec"))
+    assert art.manifest["options"]["int4"]["group"] == 32 and art.manifest["options"]["int4"]["embeddings"]
+    config.write_text('[models.lm]\npath = "lm.onnx"\ntargets = ["host"]\nint4_symmetric = true\n')
+    with pytest.raises(ConfigError, match=r"edgec.toml:4: 'models.lm.int4_symmetric' applies with quantize"):
+        load_config(str(config))
+    config.write_text('[models.lm]\npath = "lm.onnx"\ntargets = ["host"]\nquantize = "int4"\nint4_group = 16\n')
+    with pytest.raises(ConfigError, match="int4_group' must be 32, 64 or 128, not 16"):
+        load_config(str(config))
