@@ -108,8 +108,12 @@ def _median_ms(run, runs: int) -> float:
 @click.option("--hidden", default=1024, show_default=True)
 @click.option("--seq", default=32, show_default=True)
 @click.option("--awq", is_flag=True, help="Calibrate (AWQ) on random token sequences.")
+@click.option("--group", type=click.Choice(["32", "64", "128"]), default="128", show_default=True)
+@click.option("--symmetric", is_flag=True, help="Symmetric int4 groups.")
+@click.option("--embeddings", is_flag=True, help="Quantize the embedding table too (int4 gather).")
+@click.option("--verify", is_flag=True, help="Check the int4 artifact against PyTorch on the dequantized weights.")
 @click.option("--runs", default=10, show_default=True)
-def main(layers, hidden, seq, awq, runs):
+def main(layers, hidden, seq, awq, group, symmetric, embeddings, verify, runs):
     import os
     import tempfile
 
@@ -130,9 +134,13 @@ def main(layers, hidden, seq, awq, runs):
         if awq:
             calibration = os.path.join(tmp, "calib.npz")
             np.savez(calibration, ids=np.random.default_rng(1).integers(0, 4096, (4, 1, seq)).astype("int64"))
-        int4 = edgec.compile(model, "host", inputs, quantize="int4", calibration=calibration)
+        int4 = edgec.compile(model, "host", inputs, quantize="int4", calibration=calibration, int4_group=int(group),
+                             int4_symmetric=symmetric, int4_embeddings=embeddings, verify=verify)
     for note in int4.report.notes:
         print(note)
+    if verify:
+        v = int4.verification
+        print(f"verify ({v.how}): {'ok' if v.ok else 'NOT OK: ' + v.note}")
     feeds = {"ids": ids}
     out32, out4 = fp32.run(feeds), int4.run(feeds)
     (y32,), (y4,) = out32.values(), out4.values()

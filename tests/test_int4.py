@@ -360,10 +360,11 @@ def test_llama_int4_example_runs():
     import sys
 
     script = os.path.join(os.path.dirname(__file__), "..", "examples", "llama_int4.py")
-    proc = subprocess.run([sys.executable, script, "--layers", "1", "--hidden", "256", "--runs", "2"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, script, "--layers", "1", "--hidden", "256", "--runs", "2",
+                           "--embeddings", "--verify"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "int4 vs PyTorch" in proc.stdout and "weight bytes" in proc.stdout
+    assert "1 embedding table(s)" in proc.stdout and "verify (host, against the dequantized model): ok" in proc.stdout
 
 
 # -- options, embeddings, --verify of quantized builds -----------------------------------------
