@@ -140,9 +140,8 @@ def lower_imported(mod, tvm_target, layout: str, phases, quantizer=None):
     from tvm import relax
 
     from edgec.passes import PlanLayout
-    from edgec.passes.layout_fold import FoldLayoutIntoConsumers
+    from edgec.passes.layout_fold import FoldLayoutIntoConsumers, FoldLayoutIntoProducers
     from edgec.passes.int4.fuse import FuseInt4Dequant
-    from edgec.passes.conv_blocked import LEGALIZE as BLOCKED_CONV_LEGALIZE
     from edgec.passes.special_values import LEGALIZE as SPECIAL_VALUE_LEGALIZE
     from edgec.passes.special_values import ExactReductionIdentity
     from edgec.schedules import is_gpu
@@ -168,13 +167,13 @@ def lower_imported(mod, tvm_target, layout: str, phases, quantizer=None):
     lowering = [
         relax.backend.DispatchSampling(),
         relax.backend.DispatchSortScan(),
-        relax.transform.LegalizeOps({**SPECIAL_VALUE_LEGALIZE, **BLOCKED_CONV_LEGALIZE}),
+        relax.transform.LegalizeOps(SPECIAL_VALUE_LEGALIZE),
         # CPU only: TVM's GPU cross-thread reductions recognize max/min by their finite identity
         *([] if is_gpu(tvm_target) else [ExactReductionIdentity()]),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),
-        *([FoldLayoutIntoConsumers()] if layout == "auto" else []),
+        *([FoldLayoutIntoConsumers(), FoldLayoutIntoProducers()] if layout == "auto" else []),
         relax.transform.FuseTIR(),
     ]
     with tvm_target:

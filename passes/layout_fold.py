@@ -1,10 +1,17 @@
-"""Fold layout movers into the kernels that consume them, between ``FuseOps`` and ``FuseTIR``.
+"""Fold layout movers into neighbouring compute kernels, between ``FuseOps`` and ``FuseTIR``.
 
-A fused group that only moves data (a transpose, reshape+transpose around attention heads, the
-NCHW→NHWC transpose at a CNN's input) and whose every consumer is a compute group (conv,
-matmul: a reduction) is merged into each consumer. ``FuseTIR`` then makes one kernel of each,
-and the default schedules inline the move into the consumer's loads (or its padding pass), so
-the transposed tensor is never written out. A mover with any other consumer stays.
+``FoldLayoutIntoConsumers``: a fused group that only moves data (a transpose, reshape+transpose
+around attention heads, the NCHW→NHWC transpose at a CNN's input) and whose every consumer is a
+compute group (conv, matmul: a reduction) is merged into each consumer. ``FuseTIR`` then makes
+one kernel of each, and the default schedules inline the move into the consumer's loads (or its
+padding pass), so the transposed tensor is never written out.
+
+``FoldLayoutIntoProducers`` then takes the movers that are left: one whose input comes from a
+compute group it alone reads is merged into that group, and the schedules compute the move in
+the kernel's epilogue, so the result is stored at its moved positions. This is what removes the
+attention ``K^T`` transpose: read through a matmul's vectorized inner loop it would become
+gathers, but written by the K projection it costs only the stores, one per output element
+against the projection's ``K`` multiply-adds per element.
 """
 
 from __future__ import annotations
@@ -213,3 +220,33 @@ def _args(call) -> list:
     if call.op == tvm.ir.Op.get("relax.call_tir"):
         return list(call.args[1].fields)
     return list(call.args)
+
+
+@tvm.transform.module_pass(opt_level=0, name="FoldLayoutIntoProducers")
+class FoldLayoutIntoProducers:
+    """Merge each remaining mover group into the compute group whose only reader it is."""
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        folder = _ProducerFolder(mod)
+        for gv, func in list(mod.functions.items()):
+            if isinstance(func, relax.Function) and not _primitive(func):
+                folder.builder_.update_func(gv, folder.fold(func))
+        return relax.transform.DeadCodeElimination()(folder.builder_.get())
+
+
+@relax.expr_functor.mutator
+class _ProducerFolder(_Folder._cls):
+    def visit_call_(self, call):
+        call = relax.PyExprMutator.visit_call_(self, call)
+        mover = self._group(call) or self._wrap(call)
+        args = _args(call) if mover is not None else []
+        if len(args) != 1 or not isinstance(args[0], relax.Var) or not _is_mover(self.builder_.get(), mover):
+            return call
+        producer_call = self.lookup_binding(args[0])
+        producer = self._group(producer_call) or self._wrap(producer_call)
+        if producer is None or not _computes(self.builder_.get(), producer) or len(self.users.get(args[0], [])) != 1:
+            return call
+        name = f"fused_{self._name(producer_call).removeprefix('fused_')}_{self._name(call).removeprefix('fused_')}"
+        gv = self.builder_.add_func(_merge(producer, mover, 0), name)
+        self.count += 1
+        return relax.Call(gv, _args(producer_call))
