@@ -579,3 +579,17 @@ def test_build_config_int4_keys(tmp_path):
     config.write_text('[models.lm]\npath = "lm.onnx"\ntargets = ["host"]\nquantize = "int4"\nint4_group = 16\n')
     with pytest.raises(ConfigError, match="int4_group' must be 32, 64 or 128, not 16"):
         load_config(str(config))
+
+
+def test_int4_embedding_model_on_vulkan_verifies():
+    """The int4 gather and W4A16 matmul through the default GPU schedules, run on the Vulkan
+    device (lavapipe in CI), checked against the dequantized model at fp16 tolerance."""
+    from edgec.errors import VerificationError
+    from edgec.verify import verify_artifact
+
+    feeds = {"tok": np.array([[1, 500, 9, 42, 0, 77]], "int64")}
+    art = edgec.compile(_token_model(), "vulkan", quantize="int4", int4_embeddings=True)
+    result = verify_artifact(art, _token_model(), feeds)
+    assert result.ok and result.how == "vulkan, against the dequantized model"
+    with pytest.raises(VerificationError, match="fp16 activations"):
+        verify_artifact(_corrupt_packed(art), _token_model(), feeds)
