@@ -86,7 +86,7 @@ def _torch(model, lookup: _Lookup):
             new = lookup.replace(tensor.detach().cpu().numpy())
             if new is not None:
                 tensor.copy_(torch.from_numpy(new))
-    return module.eval()
+    return module
 
 
 def dequantized_model(model, substitutions):

@@ -86,7 +86,10 @@ def reference_outputs(model, feeds: dict, threads: int | None = None) -> dict:
     import torch
 
     if isinstance(model, torch.nn.Module):
-        module = model.eval()
+        try:
+            module = model.eval()
+        except NotImplementedError:  # a loaded .pt2's module (the dequantized reference): already in eval form
+            module = model
     else:
         module = torch.export.load(str(model)).module()
     with torch.no_grad():

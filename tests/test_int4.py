@@ -535,7 +535,8 @@ def test_verify_of_an_awq_build_passes(tmp_path):
     assert "folded" in " ".join(art.report.notes)
 
 
-def test_verify_of_a_quantized_torch_module():
+def test_verify_of_a_quantized_torch_module(tmp_path):
+    """PyTorch models: the reference is PyTorch eager with the dequantized parameters swapped in."""
     import torch
 
     torch.manual_seed(0)
@@ -544,6 +545,10 @@ def test_verify_of_a_quantized_torch_module():
     art = edgec.compile(module, "host", inputs={"input": ((1, 5), "int64")}, quantize="int4", int4_embeddings=True,
                         verify=True)
     assert art.verification.ok and sum(w["dtype"] == "uint8" for w in art.manifest["weights"]) == 3
+    path = str(tmp_path / "m.pt2")
+    torch.export.save(torch.export.export(module, (torch.zeros(1, 5, dtype=torch.int64),)), path)
+    art = edgec.compile(path, "host", quantize="int4", int4_embeddings=True, int4_lm_head=False, verify=True)
+    assert art.verification.ok and sum(w["dtype"] == "uint8" for w in art.manifest["weights"]) == 2
 
 
 def test_loaded_quantized_artifact_is_not_verified_blindly(tmp_path):
@@ -593,3 +598,13 @@ def test_int4_embedding_model_on_vulkan_verifies():
     assert result.ok and result.how == "vulkan, against the dequantized model"
     with pytest.raises(VerificationError, match="fp16 activations"):
         verify_artifact(_corrupt_packed(art), _token_model(), feeds)
+
+
+def test_int4_embedding_model_on_arm_verifies_under_qemu():
+    """aarch64: the int4 gather (default CPU schedule) and NEON matmul, run under qemu-aarch64
+    against the dequantized model at float tolerance."""
+    from edgec.verify import verify_artifact
+
+    art = edgec.compile(_token_model(), "linux-arm64", quantize="int4", int4_embeddings=True, int4_group=64)
+    result = verify_artifact(art, _token_model(), {"tok": np.array([[1, 500, 9, 42, 0, 77]], "int64")})
+    assert result.ok and result.how == "qemu-aarch64, against the dequantized model"

@@ -86,7 +86,8 @@ def _embeddings(func: relax.Function, options: Int4Options) -> list[_Embedding]:
         for b in block.bindings:
             v = b.value
             if not (isinstance(v, relax.Call) and v.op.same_as(take) and isinstance(v.args[0], GenericConst)
-                    and v.attrs.axis is not None and int(v.attrs.axis) == 0):
+                    and v.attrs.axis is not None and int(v.attrs.axis) == 0 and v.args[1].ty.shape is not None
+                    and str(v.args[1].ty.dtype).startswith(("int", "uint"))):
                 continue
             table = v.args[0].value.numpy()
             if table.ndim != 2 or table.dtype != np.float32 or table.size < options.min_elements \
