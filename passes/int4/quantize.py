@@ -150,6 +150,7 @@ class QuantizeInt4:
         self.substitutions: list[tuple[np.ndarray, np.ndarray]] = []  # (float constant, effective values)
 
     def transform_module(self, mod, _ctx):
+        self.substitutions = []
         func = mod["main"]
         cands = _candidates(func, self.options)
         embeds = _embeddings(func, self.options)
