@@ -222,9 +222,22 @@ def inspect(artifact, as_json):
         f"outputs    {sig(m['outputs'])}",
         f"weights    {len(m.get('weights', []))} tensors",
         f"layout     {m['options'].get('layout')}, {_layout_counts(m.get('layout_transforms'))}",
+        f"quantize   {_quantize_text(m['options'])}",
         "files      " + ", ".join(f"{n} ({f['size']} B)" for n, f in m["files"].items()),
     ])
     _emit(m, as_json, text)
+
+
+def _quantize_text(options: dict) -> str:
+    int4 = options.get("int4")
+    if options.get("quantize") != "int4":
+        return "none"
+    if not int4:  # an artifact from before the int4 options were recorded
+        return "int4"
+    parts = [f"group {int4['group']}", "symmetric" if int4["symmetric"] else "asymmetric",
+             "embeddings int4" if int4["embeddings"] else "embeddings float",
+             "LM head int4" if int4["lm_head"] else "LM head float"]
+    return "int4 (" + ", ".join(parts) + ")"
 
 
 def _layout_counts(counts: dict | None) -> str:

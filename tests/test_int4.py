@@ -492,6 +492,8 @@ def test_cli_int4_options_and_verify(tmp_path):
     assert report["verification"]["float_error"][0]["relative_l2"] > 1e-3  # int4 is not the float model
     assert edgec.load(str(out)).manifest["options"]["int4"] == {"group": 64, "symmetric": True, "embeddings": True,
                                                                 "lm_head": True}
+    shown = CliRunner().invoke(cli, ["inspect", str(out)])
+    assert "quantize   int4 (group 64, symmetric, embeddings int4, LM head int4)" in shown.output
 
 
 def _corrupt_packed(art):
