@@ -143,6 +143,7 @@ def lower_imported(mod, tvm_target, layout: str, phases, quantizer=None):
     from edgec.passes.layout_fold import FoldLayoutIntoConsumers, FoldLayoutIntoProducers
     from edgec.passes.int4.fuse import FuseInt4Dequant
     from edgec.passes.special_values import LEGALIZE as SPECIAL_VALUE_LEGALIZE
+    from edgec.passes.vector_math import legalize_map as vector_math_legalization
     from edgec.passes.special_values import ExactReductionIdentity
     from edgec.schedules import is_gpu
     from edgec.passes.sparse_conv.fuse import FuseSparseEpilogue
@@ -167,7 +168,7 @@ def lower_imported(mod, tvm_target, layout: str, phases, quantizer=None):
     lowering = [
         relax.backend.DispatchSampling(),
         relax.backend.DispatchSortScan(),
-        relax.transform.LegalizeOps(SPECIAL_VALUE_LEGALIZE),
+        relax.transform.LegalizeOps({**SPECIAL_VALUE_LEGALIZE, **vector_math_legalization(tvm_target)}),
         # CPU only: TVM's GPU cross-thread reductions recognize max/min by their finite identity
         *([] if is_gpu(tvm_target) else [ExactReductionIdentity()]),
         relax.transform.AnnotateTIROpPattern(),

@@ -76,7 +76,7 @@ class TiledReduction(ScheduleRule):
             return None
         # Padding stays a separate (parallel, vectorized) pass: inlined, it would put a bounds
         # check on every load of the inner loop and stop its vectorization.
-        pads = [b for b in infos if b.is_data_pad(sch)]
+        pads = [b for b in infos if _is_padding(sch, b)]
         infos = try_inline(sch, [b for b in infos if b not in pads]) + pads
         main = next(b for b in infos if b.is_reduction())
         in_order = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
@@ -136,6 +136,19 @@ class TiledReduction(ScheduleRule):
         for block in written_back:
             _vectorize_innermost(sch, block, lanes)
         return sch
+
+
+def _is_padding(sch: s_tir.Schedule, info) -> bool:
+    """A padding block: DLight's pattern (a select over one input), writing a larger buffer.
+
+    DLight's test alone also takes an elementwise select, such as a vectorized ``erf``
+    (:mod:`edgec.passes.vector_math`), whose place is in the epilogue.
+    """
+    if not info.is_data_pad(sch):
+        return False
+    stmt = sch.get(info.block_rv)
+    shapes = [[str(d) for d in region.source.shape] for region in list(stmt.reads) + list(stmt.writes)]
+    return any(shape != shapes[0] for shape in shapes)
 
 
 def _schedule_symbolic_reduction(sch, block, loops, n_spatial: int, lanes: int) -> None:

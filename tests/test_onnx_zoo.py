@@ -110,5 +110,8 @@ def test_light_model_random_weights_match_onnxruntime(name):
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     want = sess.run(None, feeds)
     assert np.std(want[0]) > 1e-6, "random weights should give distinct class scores"
-    got = list(edgec.compile(model, "host").run(feeds).values())
+    art = edgec.compile(model, "host")  # --layout auto, the default
+    got = list(art.run(feeds).values())
     _close(name, got[0], want[0], RTOL.get(name, 1e-3))
+    counts = art.report.layout_transforms  # "before" is the same model lowered with --layout none
+    assert counts["after"] <= counts["before"], counts
