@@ -151,11 +151,16 @@ class _Folder(relax.PyExprMutator):
         self.count = 0
 
     def fold(self, func: relax.Function) -> relax.Function:
+        def note_uses(user, expr):
+            used = []
+            relax.analysis.post_order_visit(expr, lambda e: used.append(e) if isinstance(e, relax.Var) else None)
+            for var in dict.fromkeys(used):
+                self.users.setdefault(var, []).append(user)
+
         for block in func.body.blocks:
             for b in block.bindings:
-                for arg in getattr(b.value, "args", []):
-                    if isinstance(arg, relax.Var):
-                        self.users.setdefault(arg, []).append(b.value)
+                note_uses(b.value, b.value)  # a lone call_tir's tensors sit in a tuple: visit them all
+        note_uses(None, func.body.body)  # the function's result: a user that is not a kernel
         return self.visit_expr(func)
 
     def _group(self, expr):

@@ -55,11 +55,17 @@ _STOCK_CONVERT = _tvm_onnx.ONNXGraphImporter._convert_operator
 def _convert_node(self, op_name, inputs, attrs, opset):
     """TVM's per-node conversion, reporting the node first and checking what it computes after."""
     from edgec import progress
+    from edgec.errors import ModelError
     from edgec.frontend import check_size
 
     name = (attrs.get("tvm_custom") or {}).get("name") or "<unnamed>"
     progress.stage(f"import: node {name!r} ({op_name})")
-    result = _STOCK_CONVERT(self, op_name, inputs, attrs, opset)
+    try:
+        result = _STOCK_CONVERT(self, op_name, inputs, attrs, opset)
+    except ModelError as err:  # a converter's finding about this node: say which node
+        if str(err).startswith("node "):
+            raise
+        raise type(err)(f"node {name!r} ({op_name}): {err}") from None
     for value in (result if isinstance(result, (list, tuple)) else [result]):
         check_size(getattr(value, "ty", None), f"node {name!r} ({op_name})")
     return result

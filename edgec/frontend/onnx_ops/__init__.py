@@ -11,4 +11,5 @@ from edgec.frontend.onnx_ops import loss  # noqa: F401
 from edgec.frontend.onnx_ops import dropout  # noqa: F401
 from edgec.frontend.onnx_ops import int4  # noqa: F401
 from edgec.frontend.onnx_ops import clip  # noqa: F401
+from edgec.frontend.onnx_ops import gather  # noqa: F401
 from edgec.frontend.onnx_ops import sparse  # noqa: F401
