@@ -8,6 +8,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from tvm import relax
+
 import edgec
 from edgec.errors import InputError, ModelError, UnsupportedOperatorError
 from edgec.frontend import onnx_simplify
@@ -137,3 +139,34 @@ def test_input_rank_and_dtype_mismatch(mlp_path):
         edgec.compile(mlp_path, "host", inputs={"x": "1x16x1"})
     with pytest.raises(InputError, match="dtype"):
         edgec.compile(mlp_path, "host", inputs={"x": "1x16:int32"})
+
+
+def _qkv_gather_model(indices) -> onnx.ModelProto:
+    """x[batch, 3, 4] → Gather(axis=1) with constant ``indices`` → y; the batch is symbolic."""
+    nodes = [helper.make_node("Gather", ["x", "idx"], ["g"], axis=1, name="pick"),
+             helper.make_node("Relu", ["g"], ["y"])]
+    idx = numpy_helper.from_array(np.array(indices, np.int64), "idx")
+    out_shape = ["batch"] + list(np.shape(indices)) + [4]
+    graph = helper.make_graph(nodes, "gather", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], [idx])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("indices", [-1, 1, [2, -3, 0]])
+def test_constant_gather_under_symbolic_batch_resolves_indices_at_import(indices):
+    """Negative constant indices are resolved when the model is imported: the executable runs no
+    shape kernels for them, and the result matches onnxruntime at two batch sizes."""
+    model = _qkv_gather_model(indices)
+    art = edgec.compile(model, "host")
+    mod = import_onnx(model, None).mod
+    ops = set()
+    relax.analysis.post_order_visit(mod["main"], lambda e: ops.add(e.op.name) if isinstance(e, relax.Call) and hasattr(e.op, "name") else None)
+    assert "relax.shape_to_tensor" not in ops and "relax.where" not in ops, ops
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 4)).astype(np.float32)
+        np.testing.assert_array_equal(list(art.run({"x": x}).values())[0], _ort(model, {"x": x})[0])
+
+
+def test_constant_gather_index_out_of_range_names_the_node():
+    with pytest.raises(ModelError, match=r"node 'pick' \(Gather\).*index 3 is out of range for axis 1 of extent 3"):
+        edgec.compile(_qkv_gather_model(3), "host")
