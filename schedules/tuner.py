@@ -132,8 +132,10 @@ def measure_default(mod: tvm.IRModule, target) -> float | None:
 def _builder_runner(options: TuneOptions):
     from tvm.s_tir import meta_schedule as ms
 
+    from edgec.schedules.builder import PooledBuilder
+
     # generous timeouts: a loaded 2-core machine builds a kernel in well over TVM's default 30 s
-    builder = ms.builder.LocalBuilder(max_workers=options.jobs, timeout_sec=300)
+    builder = PooledBuilder(max_workers=options.jobs, timeout_sec=300)
     if options.rpc:
         host, port, key = options.rpc
         config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
@@ -159,19 +161,20 @@ def tune(mod: tvm.IRModule, target, db: TuningDatabase, options: TuneOptions, pr
     db.load_into(memdb, key)
 
     share = options.max_trials_per_task or max(1, math.ceil(options.trials / len(extracted)))
-    reports = []
-    for task in extracted:
-        wl = workload_hash(task.dispatched[0])
-        tr = TaskReport(task.task_name, float(task.weight), wl, trials=db.progress(key, wl))
-        tr.before_ms = measure_default(task.dispatched[0], target) if not options.rpc else None
-        tr.after_ms = _best_ms(memdb, task.dispatched[0])
-        reports.append(tr)
+    reports = [TaskReport(task.task_name, float(task.weight), wl, trials=db.progress(key, wl))
+               for task, wl in ((t, workload_hash(t.dispatched[0])) for t in extracted)]
     report.tasks = reports
-
-    builder, runner = _builder_runner(options)
-    cost_model = ms.cost_model.XGBModel(num_tuning_cores=options.jobs)
+    builder = runner = None
     budget_left = options.trials
+    saved = len(memdb.get_all_tuning_records())  # loaded from disk: already there
     try:
+        if budget_left > 0 and any(r.trials < share for r in reports):
+            builder, runner = _builder_runner(options)
+            builder.start()  # its workers import TVM while the default schedules are timed
+        for task, tr in zip(extracted, reports):
+            tr.before_ms = measure_default(task.dispatched[0], target) if not options.rpc else None
+            tr.after_ms = _best_ms(memdb, task.dispatched[0])
+        cost_model = ms.cost_model.XGBModel(num_tuning_cores=options.jobs)
         with tempfile.TemporaryDirectory(prefix="edgec-tune-") as work_dir:
             while budget_left > 0:
                 pending = [(t, r) for t, r in zip(extracted, reports) if r.trials < share]
@@ -186,7 +189,10 @@ def tune(mod: tvm.IRModule, target, db: TuningDatabase, options: TuneOptions, pr
                         return report
                     chunk = min(CHUNK_TRIALS, share - tr.trials, budget_left)
                     _tune_chunk(task, target, chunk, work_dir, memdb, builder, runner, cost_model, options)
-                    db.save_records(target, memdb.get_all_tuning_records(), {})
+                    # the memory database keeps records in commit order: only the tail is new
+                    records = list(memdb.get_all_tuning_records())
+                    db.save_records(target, records[saved:], {})
+                    saved = len(records)
                     tr.trials = db.add_progress(key, tr.workload, chunk, tr.name)
                     tr.after_ms = _best_ms(memdb, task.dispatched[0])
                     budget_left -= chunk
@@ -197,6 +203,8 @@ def tune(mod: tvm.IRModule, target, db: TuningDatabase, options: TuneOptions, pr
         report.stopped_by = "interrupt"
         raise
     finally:
+        if builder is not None:
+            builder.close()
         report.seconds = time.monotonic() - start
     return report
 
