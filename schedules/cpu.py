@@ -77,6 +77,8 @@ class TiledReduction(ScheduleRule):
         # Padding stays a separate (parallel, vectorized) pass: inlined, it would put a bounds
         # check on every load of the inner loop and stop its vectorization.
         pads = [b for b in infos if _is_padding(sch, b)]
+        if pads and _vector_reads_input(sch, reductions[0], pads):
+            pads = []  # depthwise: the border check is per pixel, the same for every lane of a vector load
         infos = try_inline(sch, [b for b in infos if b not in pads]) + pads
         main = next(b for b in infos if b.is_reduction())
         in_order = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
@@ -136,6 +138,18 @@ class TiledReduction(ScheduleRule):
         for block in written_back:
             _vectorize_innermost(sch, block, lanes)
         return sch
+
+
+def _vector_reads_input(sch: s_tir.Schedule, main, pads) -> bool:
+    """Whether the reduction reads each padded input along its innermost output axis, as a
+    depthwise conv or a pooling does (channels are both): a vector load then needs one border
+    check per pixel, not one per lane, and a padding pass would only copy the input."""
+    block = sch.get(main.block_rv)
+    spatial = [iv.var for iv in block.iter_vars if iv.iter_type == tirx.IterVar.DataPar]
+    padded = {sch.get(p.block_rv).writes[0].source.name for p in pads}
+    reads = [r for r in block.reads if r.source.name in padded]
+    return bool(reads) and bool(spatial) and all(
+        isinstance(r.region[-1].min, tirx.Var) and r.region[-1].min.same_as(spatial[-1]) for r in reads)
 
 
 def _is_padding(sch: s_tir.Schedule, info) -> bool:
@@ -208,6 +222,10 @@ def _schedule_injective(sch: s_tir.Schedule, block, target: Target) -> None:
             _, vec = sch.split(loops[-1], factors=[None, lanes])
             sch.vectorize(vec)
         return
+    # a vector that divides the innermost extent stays inside one row: its loads are contiguous
+    # and a condition on the outer indices (padding borders) is the same for every lane
+    row = get_extent(sch, loops[-1])
+    vector = next((v for v in (4 * lanes, 2 * lanes, lanes) if row % v == 0), 4 * lanes)
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     extent = get_extent(sch, fused)
     if _static(extent) is not None and extent < MIN_PARALLEL_WORK:
@@ -215,6 +233,6 @@ def _schedule_injective(sch: s_tir.Schedule, block, target: Target) -> None:
             _, inner = sch.split(fused, factors=[None, lanes])
             sch.vectorize(inner)
         return
-    outer, inner = sch.split(fused, factors=[None, 4 * lanes])
+    outer, inner = sch.split(fused, factors=[None, vector])
     sch.parallel(outer)
     sch.vectorize(inner)
