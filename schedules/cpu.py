@@ -22,8 +22,8 @@ from tvm.s_tir.dlight.base import ScheduleRule, get_extent, try_inline
 from tvm.target import Target
 from tvm.target.codegen import llvm_get_vector_width
 
-# Rows of the register tile: with a vector of outputs per row, 4 rows × 2 vectors stays inside
-# the 16 architectural vector registers of AVX2/NEON together with the operands.
+# Rows of the register tile: 4 rows × 2 vectors of accumulators stay inside AVX2's 16 vector
+# registers together with the operands; with 32 (AVX-512, AArch64 NEON) the tile is 4 × 4.
 TILE_ROWS = 4
 # Fewer iterations than this per parallel task is not worth a thread.
 MIN_PARALLEL_WORK = 1 << 12
@@ -39,6 +39,16 @@ def vector_lanes(target: Target, dtype_bits: int = 32) -> int:
     except Exception:  # an LLVM without this target: assume 128-bit SIMD
         bits = 128
     return max(1, max(bits, 128) // dtype_bits)
+
+
+def _vector_registers(target: Target) -> int:
+    """Architectural vector registers: 32 on AArch64 (NEON) and AVX-512, 16 on AVX2/SSE."""
+    if str(target.attrs.get("mtriple", "")).startswith("aarch64"):
+        return 32
+    try:
+        return 32 if int(llvm_get_vector_width(target)) >= 512 else 16
+    except Exception:  # an LLVM without this target
+        return 16
 
 
 def _static(extent) -> int | None:
@@ -102,7 +112,8 @@ class TiledReduction(ScheduleRule):
             return sch
         dynamic, spatial, reduction = loops[:n_dynamic], loops[n_dynamic:n_spatial], loops[n_spatial:]
 
-        vec = _pick_factor(get_extent(sch, spatial[-1]), [2 * lanes, lanes, lanes // 2, 4, 2])
+        widths = [4 * lanes] if _vector_registers(target) >= 32 else []
+        vec = _pick_factor(get_extent(sch, spatial[-1]), widths + [2 * lanes, lanes, lanes // 2, 4, 2])
         vec_o, vec_i = sch.split(spatial[-1], factors=[None, vec])
         outer = list(spatial[:-1])
         rows_i = None
