@@ -8,8 +8,9 @@ and writes the same as JSON.
     python bench/suite.py [--threads 2] [--runs 50] [--db DIR] [--json-out FILE] [MODEL.onnx ...]
 
 ``--db`` is a tuning database (from ``edgec tune``) for the "tuned" column; without it, the
-database shipped for the preset (schedules/databases/<preset>) is used when there is one.
-Extra ONNX files are benchmarked too (edgec and onnxruntime only).
+database shipped for the preset (schedules/databases/<preset>, made by bench/tune_suite.py) is
+used when there is one. The "untuned" column uses no database at all (the shipped one included),
+and "tuned" only the one named. Extra ONNX files are benchmarked too (edgec and onnxruntime only).
 """
 
 from __future__ import annotations
@@ -43,6 +44,26 @@ def _edgec_ms(art, feeds, runs, warmup):
 
     runner = runner_for(art)
     return float(np.median(runner.time(feeds, runs, warmup))) * 1e3
+
+
+def _compile(path, inputs, db):
+    """Compile for host with ``db`` only: the shipped database is left out unless it is ``db``."""
+    import edgec
+
+    saved = os.environ.get("EDGEC_NO_SHIPPED_DB")
+    os.environ["EDGEC_NO_SHIPPED_DB"] = "1"
+    try:
+        return edgec.compile(path, "host", inputs, tuning_db=db)
+    finally:
+        if saved is None:
+            del os.environ["EDGEC_NO_SHIPPED_DB"]
+        else:
+            os.environ["EDGEC_NO_SHIPPED_DB"] = saved
+
+
+def _tuned_kernels(art) -> int:
+    notes = [n for n in art.report.notes if n.endswith("kernels scheduled from tuning records")]
+    return int(notes[0].split()[0]) if notes else 0
 
 
 def _ort_ms(path, feeds, runs, warmup, threads):
@@ -96,13 +117,14 @@ def main(extra, threads, runs, warmup, db, json_out):
         for name, path, feeds, module, pins in cases:
             inputs = {k: "x".join(map(str, v)) for k, v in pins.items()} if pins else None
             start = time.perf_counter()
-            untuned = edgec.compile(path, "host", inputs)
+            untuned = _compile(path, inputs, None)
             compile_s = time.perf_counter() - start
             row = {"model": name, "compile_s": round(compile_s, 1),
                    "edgec_untuned_ms": _edgec_ms(untuned, feeds, runs, warmup),
                    "onnxruntime_ms": _ort_ms(path, feeds, runs, warmup, threads)}
             if db:
-                tuned = edgec.compile(path, "host", inputs, tuning_db=db)
+                tuned = _compile(path, inputs, db)
+                row["tuned_kernels"] = _tuned_kernels(tuned)
                 row["edgec_tuned_ms"] = _edgec_ms(tuned, feeds, runs, warmup)
             if module is not None:
                 row["pytorch_ms"] = _torch_ms(module, feeds, runs, warmup, threads)
@@ -127,6 +149,11 @@ def main(extra, threads, runs, warmup, db, json_out):
               f"{fmt('ratio_tuned', '10.2f')}{'x' if 'ratio_tuned' in r else ''}")
     print(f"geometric mean edgec/onnxruntime: untuned {result['geomean_untuned']:.2f}x"
           + (f", tuned {result['geomean_tuned']:.2f}x" if result["geomean_tuned"] else ""))
+    if db:
+        print(f"tuned: database {db}; kernels scheduled from its records: "
+              + ", ".join(f"{r['model']} {r['tuned_kernels']}" for r in rows if "tuned_kernels" in r))
+    else:
+        print("tuned: no database given and none shipped for host")
     if json_out:
         from edgec.artifact import write_atomic
 

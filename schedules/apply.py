@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 
 import tvm
@@ -26,13 +27,15 @@ class Scheduled:
 def _load_databases(paths: list[str], target, shipped: list[str]) -> tuple[object | None, list[str], str | None]:
     """A MetaSchedule in-memory database holding every record for ``target`` from ``paths``.
 
-    A user's database without records for the target is reported; a shipped one that does not
-    match is silently skipped (it was tuned for another CPU).
+    A database without records for the target is ignored with a warning: a user's was made for
+    another target, a shipped one on another CPU than this one.
     """
     from tvm.s_tir import meta_schedule as ms
 
-    if not paths:
+    if not paths and not shipped:
         return None, [], None
+    given = {os.path.realpath(p) for p in paths}
+    shipped = [p for p in shipped if os.path.realpath(p) not in given]  # named by the user too: once
     key = target_key(target)
     memdb = ms.database.MemoryDatabase()
     notes, digests, loaded = [], [], 0
@@ -40,6 +43,10 @@ def _load_databases(paths: list[str], target, shipped: list[str]) -> tuple[objec
         db = TuningDatabase(path)
         count = db.load_into(memdb, key)
         if count == 0 and path in shipped:
+            note = ("the tuning database shipped for this preset was tuned on another CPU; ignored "
+                    "(set EDGEC_NO_SHIPPED_DB=1 to skip it, or tune your own with `edgec tune`)")
+            logger.warning(note)
+            notes.append(note)
             continue
         if count == 0 and db.target_keys():
             note = f"tuning database {path} has no records for this target; ignored"

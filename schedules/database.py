@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 
 from edgec.artifact import write_atomic
 from edgec.errors import DatabaseError
@@ -191,6 +192,31 @@ class TuningDatabase:
             done = self.progress(key, workload) + trials
             _write_json(os.path.join(folder, "progress.json"), {"trials": done, "task": task})
         return done
+
+
+    def prune(self, key: str, keep_workloads=None, top: int = 1) -> dict:
+        """Keep the ``top`` fastest records of each workload, and only the workloads in
+        ``keep_workloads`` when given (a database to ship needs nothing else); returns counts."""
+        removed_records = removed_workloads = 0
+        with self.lock():
+            for name, folder in list(self._workload_dirs(key)):
+                if keep_workloads is not None and name not in keep_workloads:
+                    shutil.rmtree(folder)
+                    removed_workloads += 1
+                    continue
+                ranked = sorted((_mean_secs(_read_json(os.path.join(folder, n))), n)
+                                for n in os.listdir(folder) if _is_record(n))
+                for _, n in ranked[top:]:
+                    os.remove(os.path.join(folder, n))
+                    removed_records += 1
+        return {"removed_records": removed_records, "removed_workloads": removed_workloads,
+                "records": self.count(key)}
+
+
+def _mean_secs(record_json) -> float:
+    # a record is [trace, run_secs, target, args_info]; a failed measurement has no run_secs
+    secs = record_json[1] if isinstance(record_json, list) and len(record_json) > 1 else None
+    return sum(map(float, secs)) / len(secs) if secs else float("inf")
 
 
 def _is_record(name: str) -> bool:

@@ -146,23 +146,39 @@ def _builder_runner(options: TuneOptions):
     return builder, runner
 
 
-def tune(mod: tvm.IRModule, target, db: TuningDatabase, options: TuneOptions, progress=None) -> TuneReport:
-    """Tune every task of ``mod`` for ``target`` into ``db``; ``progress(report, task)`` per chunk."""
+def _merged_tasks(mods: list[tvm.IRModule], target):
+    """The tasks of all ``mods``, one per workload (a kernel several models share is tuned once)."""
+    tasks, weights, skipped = {}, {}, []
+    for mod in mods:
+        extracted, skip = extract_tasks(mod, target)
+        skipped += [s for s in skip if s not in skipped]
+        for task in extracted:
+            wl = workload_hash(task.dispatched[0])
+            tasks.setdefault(wl, task)
+            weights[wl] = weights.get(wl, 0.0) + float(task.weight)
+    return [(task, wl, weights[wl]) for wl, task in tasks.items()], skipped
+
+
+def tune(mod, target, db: TuningDatabase, options: TuneOptions, progress=None) -> TuneReport:
+    """Tune every task of ``mod`` (or of a list of modules) for ``target`` into ``db``.
+
+    ``progress(report, task, elapsed, trials_run)`` is called after every chunk.
+    """
     from tvm.s_tir import meta_schedule as ms
 
     start = time.monotonic()
     report = TuneReport()
-    extracted, report.skipped = extract_tasks(mod, target)
-    if not extracted:
+    merged, report.skipped = _merged_tasks(mod if isinstance(mod, (list, tuple)) else [mod], target)
+    if not merged:
         report.stopped_by = "done"
         return report
+    extracted = [task for task, _, _ in merged]
     key = target_key(target)
     memdb = ms.database.MemoryDatabase()
     db.load_into(memdb, key)
 
     share = options.max_trials_per_task or max(1, math.ceil(options.trials / len(extracted)))
-    reports = [TaskReport(task.task_name, float(task.weight), wl, trials=db.progress(key, wl))
-               for task, wl in ((t, workload_hash(t.dispatched[0])) for t in extracted)]
+    reports = [TaskReport(task.task_name, weight, wl, trials=db.progress(key, wl)) for task, wl, weight in merged]
     report.tasks = reports
     builder = runner = None
     budget_left = options.trials
@@ -177,7 +193,10 @@ def tune(mod: tvm.IRModule, target, db: TuningDatabase, options: TuneOptions, pr
         cost_model = ms.cost_model.XGBModel(num_tuning_cores=options.jobs)
         with tempfile.TemporaryDirectory(prefix="edgec-tune-") as work_dir:
             while budget_left > 0:
-                pending = [(t, r) for t, r in zip(extracted, reports) if r.trials < share]
+                # each round visits every unfinished task once, costliest first: a time budget
+                # that ends mid-round has spent its trials where they save the most
+                pending = sorted(((t, r) for t, r in zip(extracted, reports) if r.trials < share),
+                                 key=lambda tr: -tr[1].weight * (tr[1].before_ms or 0.0))
                 if not pending:
                     report.stopped_by = "done"
                     break
