@@ -121,6 +121,10 @@ class TiledReduction(ScheduleRule):
             rows = _pick_factor(get_extent(sch, outer[-1]), [TILE_ROWS, 2])
             rows_o, rows_i = sch.split(outer[-1], factors=[None, rows])
             outer[-1] = rows_o
+        elif outer and get_extent(sch, outer[-1]) > 1:
+            # a narrow image (the 3x3 maps deep in a ResNet): all its columns form the tile, so
+            # each weight vector loaded serves every column instead of one
+            rows_i = outer.pop()
         inner = [l for l in (rows_i, vec_i) if l is not None]
         # symbolic loops stay outside, unfused: the tile's regions are then bounded exactly
         sch.reorder(*dynamic, *outer, vec_o, *reduction, *inner)
