@@ -116,14 +116,18 @@ def lower_model(source, preset, inputs, options, phases, constants=None):
 
     Returns the imported model and the module whose PrimFuncs are ready to be scheduled.
     """
+    imported, tvm_target, quantizer = _import(source, preset, inputs, options, phases, constants)
+    return imported, lower_imported(imported.mod, tvm_target, options.layout, phases, quantizer)
+
+
+def _import(source, preset, inputs, options, phases, constants):
+    """Step 1, and the int4 quantizer the options ask for (None without ``quantize``)."""
     import tvm
 
     from edgec.frontend import import_model
 
     tvm_target = tvm.target.Target(preset.target)
-
-    # 1. Frontend: the model as Relax, with its signature. Converters that emit kernels
-    #    (recurrences) read the target from the context.
+    # Converters that emit kernels (recurrences) read the target from the context.
     with tvm_target:
         imported = phases.run("import", import_model, source, inputs, constants)
     quantizer = None
@@ -131,24 +135,22 @@ def lower_model(source, preset, inputs, options, phases, constants=None):
         from edgec.passes.int4.quantize import QuantizeInt4, load_calibration
 
         quantizer = QuantizeInt4(tvm_target, options.int4_options(), calibration=load_calibration(options.calibration))
-    return imported, lower_imported(imported.mod, tvm_target, options.layout, phases, quantizer)
+    return imported, tvm_target, quantizer
 
 
 def lower_imported(mod, tvm_target, layout: str, phases, quantizer=None):
     """Steps 2–3 on an imported module: graph passes (layout planning when ``layout`` is auto), lowering."""
+    return plan_and_lower(simplify_graph(mod, tvm_target, phases, quantizer), tvm_target, layout, phases)
+
+
+def simplify_graph(mod, tvm_target, phases, quantizer=None):
+    """Step 2 up to layout planning: TVM's inference simplifications, then ours."""
     import tvm
     from tvm import relax
 
-    from edgec.passes import PlanLayout
-    from edgec.passes.layout_fold import FoldLayoutIntoConsumers, FoldLayoutIntoProducers
     from edgec.passes.int4.fuse import FuseInt4Dequant
-    from edgec.passes.special_values import LEGALIZE as SPECIAL_VALUE_LEGALIZE
-    from edgec.passes.vector_math import legalize_map as vector_math_legalization
-    from edgec.passes.special_values import ExactReductionIdentity
-    from edgec.schedules import is_gpu
     from edgec.passes.sparse_conv.fuse import FuseSparseEpilogue
 
-    # 2. Graph passes: TVM's inference simplifications, then ours.
     graph_passes = [
         relax.transform.DecomposeOpsForInference(),
         relax.transform.CanonicalizeBindings(),
@@ -157,14 +159,27 @@ def lower_imported(mod, tvm_target, layout: str, phases, quantizer=None):
         FuseInt4Dequant(tvm_target),
         *([quantizer] if quantizer is not None else []),  # --quantize int4
     ]
-    if layout == "auto":
-        graph_passes.append(PlanLayout(tvm_target))
     mod = phases.run("graph passes", tvm.transform.Sequential(graph_passes), mod)
     if quantizer is not None:
         phases.report.notes.extend(quantizer.notes)
         phases.report.int4_substitutions = quantizer.substitutions
+    return mod
 
-    # 3. Lower to TIR and fuse.
+
+def plan_and_lower(mod, tvm_target, layout: str, phases):
+    """Layout planning (``layout`` auto), then step 3: lower to TIR and fuse."""
+    import tvm
+    from tvm import relax
+
+    from edgec.passes import PlanLayout
+    from edgec.passes.layout_fold import FoldLayoutIntoConsumers, FoldLayoutIntoProducers
+    from edgec.passes.special_values import LEGALIZE as SPECIAL_VALUE_LEGALIZE
+    from edgec.passes.special_values import ExactReductionIdentity
+    from edgec.passes.vector_math import legalize_map as vector_math_legalization
+    from edgec.schedules import is_gpu
+
+    if layout == "auto":
+        mod = phases.run("plan layout", PlanLayout(tvm_target), mod)
     lowering = [
         relax.backend.DispatchSampling(),
         relax.backend.DispatchSortScan(),
@@ -219,9 +234,11 @@ def compile_model(
 
     # 1–3. Import, graph passes, lowering.
     with dataflow_choices(sparse["groups"] if sparse else None):
-        imported, mod = lower_model(source, preset, inputs, options, phases, constants)
-    report.layout_transforms = phases.run("count layout transforms", _count_layout_transforms,
-                                          imported.mod, mod, tvm_target, options.layout)
+        imported, _, quantizer = _import(source, preset, inputs, options, phases, constants)
+        simplified = simplify_graph(imported.mod, tvm_target, phases, quantizer)
+        mod = plan_and_lower(simplified, tvm_target, options.layout, phases)
+        report.layout_transforms = phases.run("count layout transforms", _count_layout_transforms,
+                                              simplified, mod, tvm_target, options.layout)
 
     # 4. Schedules: tuned records where a database has them, default rules for the rest
     #    (GPU kernels must all be scheduled).
@@ -271,14 +288,16 @@ def compile_model(
     return Artifact(manifest, files), report
 
 
-def _count_layout_transforms(imported_mod, lowered, tvm_target, layout: str) -> dict:
-    """Standalone layout kernels as built, and without the planner (a second lowering, no build)."""
+def _count_layout_transforms(simplified, lowered, tvm_target, layout: str) -> dict:
+    """Standalone layout kernels as built, and without the planner: the simplified graph lowered
+    a second time with ``--layout none`` (no build; the graph passes before planning, constant
+    folding above all, are not repeated)."""
     from edgec.passes.layout_count import count_layout_transforms
 
     after = count_layout_transforms(lowered)
     if layout == "none":
         return {"before": after, "after": after}
-    unplanned = lower_imported(imported_mod, tvm_target, "none", _Phases(CompileReport(), None))
+    unplanned = plan_and_lower(simplified, tvm_target, "none", _Phases(CompileReport(), None))
     return {"before": count_layout_transforms(unplanned), "after": after}
 
 
