@@ -3,8 +3,9 @@
     python bench/tune_suite.py [--preset host] [--time-budget 35m] [--trials 3000] [--jobs 1]
 
 All kernels of mobilenet_v2, resnet18 and transformer (at the shapes bench/suite.py runs) are tuned
-together with the tuner behind ``edgec tune``: a kernel the models share is tuned once, and each
-round visits the costliest kernels first, so a time budget goes where it saves the most. The
+together with the tuner behind ``edgec tune`` (``--priority cost``): a kernel the models share is
+tuned once, and each chunk goes to the kernel with the most time left to save, so a time budget
+goes where it saves the most. The
 database (``schedules/databases/<preset>`` by default) resumes like any other. Then it is pruned
 for shipping: the fastest record of each kernel, and only kernels whose record beat the default
 schedule by ``--margin``; kernels no longer in the models (an older lowering) go too. Last, each
@@ -71,12 +72,13 @@ def _kernels_from_db(tmp: str, db_path: str) -> dict:
 @click.option("--preset", default="host", show_default=True)
 @click.option("--db", "db_path", default=None, help="[default: schedules/databases/<preset>]")
 @click.option("--trials", default=3000, show_default=True, type=int, help="Trials over all kernels.")
+@click.option("--max-trials-per-task", default=64, show_default=True, type=int)
 @click.option("--time-budget", default="35m", show_default=True)
 @click.option("--jobs", default=1, show_default=True, type=int)
 @click.option("--margin", default=0.97, show_default=True, type=float,
               help="Ship a kernel's record only if it runs in under this fraction of the default's time.")
 @click.option("--no-prune", is_flag=True)
-def main(preset, db_path, trials, time_budget, jobs, margin, no_prune):
+def main(preset, db_path, trials, max_trials_per_task, time_budget, jobs, margin, no_prune):
     import tvm
 
     from edgec.cli_tune import _duration, _summary
@@ -89,7 +91,8 @@ def main(preset, db_path, trials, time_budget, jobs, margin, no_prune):
     resolved = resolve(preset)
     target = tvm.target.Target(resolved.target)
     db = TuningDatabase(db_path, create=True)
-    options = TuneOptions(trials=trials, time_budget=_duration(time_budget), jobs=jobs)
+    options = TuneOptions(trials=trials, max_trials_per_task=max_trials_per_task,
+                          time_budget=_duration(time_budget), jobs=jobs, priority="cost")
     with tempfile.TemporaryDirectory() as tmp:
         mods = _lowered(resolved, tmp)
         start = time.monotonic()

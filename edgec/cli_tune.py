@@ -64,6 +64,8 @@ def _summary(report) -> str:
               help="Cap per task [default: the budget split evenly over all tasks].")
 @click.option("--time-budget", default=None, help="Stop cleanly after this long (90s, 15m, 2h).")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="Parallel builds.")
+@click.option("--priority", type=click.Choice(["round-robin", "cost"]), default="round-robin", show_default=True,
+              help="round-robin: every kernel in turn; cost: the kernels with the most time to save first.")
 @click.option("--layout", type=click.Choice(["auto", "none"]), default="auto", show_default=True)
 @click.option("--arch", default=None, help="CUDA compute capability, e.g. sm_87.")
 @click.option("--rpc-tracker", type=HostPortType(), default=None, help="Measure on devices behind this tracker.")
@@ -71,7 +73,7 @@ def _summary(report) -> str:
 @click.option("--rpc-devices", type=click.IntRange(1), default=1, show_default=True,
               help="How many devices to measure on in parallel.")
 @click.option("--json", "as_json", is_flag=True)
-def tune(model, target, trials, db_path, inputs, max_trials_per_task, time_budget, jobs, layout, arch,
+def tune(model, target, trials, db_path, inputs, max_trials_per_task, time_budget, jobs, priority, layout, arch,
          rpc_tracker, rpc_key, rpc_devices, as_json):
     """Tune MODEL's kernels for TARGET with MetaSchedule into the database DB."""
     import tvm
@@ -86,7 +88,7 @@ def tune(model, target, trials, db_path, inputs, max_trials_per_task, time_budge
         raise click.UsageError("--rpc-tracker and --rpc-key go together")
     try:
         options = TuneOptions(trials=trials, max_trials_per_task=max_trials_per_task,
-                              time_budget=_duration(time_budget), jobs=jobs,
+                              time_budget=_duration(time_budget), jobs=jobs, priority=priority,
                               rpc=(*rpc_tracker, rpc_key) if rpc_tracker else None, rpc_devices=rpc_devices)
     except ValueError as err:
         raise click.UsageError(str(err)) from None

@@ -2,7 +2,10 @@
 
 The budget is split across all tasks (a task never gets more than its share until every task
 has had its share), and is spent round-robin in small chunks, so a time budget or Ctrl-C still
-leaves every task improved rather than a few tuned and the rest untouched. After each chunk
+leaves every task improved rather than a few tuned and the rest untouched. With ``priority="cost"``
+the chunks go instead to the kernels with the most time left to save (weight × best latency,
+discounted by the chunks they already had): under a time budget the cheap kernels may get none,
+which is what a short budget over many models wants. After each chunk
 the new records and the task's trial count are written to the database, so a resumed run picks
 up exactly where the last one stopped.
 """
@@ -36,6 +39,8 @@ class TuneOptions:
     rpc: tuple[str, int, str] | None = None  # tracker host, port, key
     rpc_devices: int = 1
     seed: int = 0
+    priority: str = "round-robin"  # or "cost": costly kernels first and more often
+
 
     def __post_init__(self):
         if self.trials < 0:
@@ -46,6 +51,8 @@ class TuneOptions:
             raise ValueError("--time-budget must be positive")
         if self.jobs < 1:
             raise ValueError("--jobs must be >= 1")
+        if self.priority not in ("round-robin", "cost"):
+            raise ValueError("--priority must be round-robin or cost")
 
 
 @dataclass
@@ -192,32 +199,29 @@ def tune(mod, target, db: TuningDatabase, options: TuneOptions, progress=None) -
             tr.after_ms = _best_ms(memdb, task.dispatched[0])
         cost_model = ms.cost_model.XGBModel(num_tuning_cores=options.jobs)
         with tempfile.TemporaryDirectory(prefix="edgec-tune-") as work_dir:
+            runs = dict.fromkeys((r.workload for r in reports), 0)  # chunks run per task, this run
             while budget_left > 0:
-                # each round visits every unfinished task once, costliest first: a time budget
-                # that ends mid-round has spent its trials where they save the most
-                pending = sorted(((t, r) for t, r in zip(extracted, reports) if r.trials < share),
-                                 key=lambda tr: -tr[1].weight * (tr[1].before_ms or 0.0))
+                pending = [(t, r) for t, r in zip(extracted, reports) if r.trials < share]
                 if not pending:
                     report.stopped_by = "done"
                     break
-                for task, tr in pending:
-                    if budget_left <= 0:
-                        break
-                    if options.time_budget and time.monotonic() - start > options.time_budget:
-                        report.stopped_by = "time"
-                        return report
-                    chunk = min(CHUNK_TRIALS, share - tr.trials, budget_left)
-                    _tune_chunk(task, target, chunk, work_dir, memdb, builder, runner, cost_model, options)
-                    # the memory database keeps records in commit order: only the tail is new
-                    records = list(memdb.get_all_tuning_records())
-                    db.save_records(target, records[saved:], {})
-                    saved = len(records)
-                    tr.trials = db.add_progress(key, tr.workload, chunk, tr.name)
-                    tr.after_ms = _best_ms(memdb, task.dispatched[0])
-                    budget_left -= chunk
-                    report.trials_run += chunk
-                    if progress:
-                        progress(report, tr, time.monotonic() - start, report.trials_run)
+                if options.time_budget and time.monotonic() - start > options.time_budget:
+                    report.stopped_by = "time"
+                    return report
+                task, tr = min(pending, key=lambda p: _order(p[1], runs[p[1].workload], options.priority))
+                runs[tr.workload] += 1
+                chunk = min(CHUNK_TRIALS, share - tr.trials, budget_left)
+                _tune_chunk(task, target, chunk, work_dir, memdb, builder, runner, cost_model, options)
+                # the memory database keeps records in commit order: only the tail is new
+                records = list(memdb.get_all_tuning_records())
+                db.save_records(target, records[saved:], {})
+                saved = len(records)
+                tr.trials = db.add_progress(key, tr.workload, chunk, tr.name)
+                tr.after_ms = _best_ms(memdb, task.dispatched[0])
+                budget_left -= chunk
+                report.trials_run += chunk
+                if progress:
+                    progress(report, tr, time.monotonic() - start, report.trials_run)
     except KeyboardInterrupt:
         report.stopped_by = "interrupt"
         raise
@@ -226,6 +230,18 @@ def tune(mod, target, db: TuningDatabase, options: TuneOptions, progress=None) -
             builder.close()
         report.seconds = time.monotonic() - start
     return report
+
+
+def _order(tr: TaskReport, runs: int, priority: str):
+    """Which pending task gets the next chunk: the smallest key."""
+    cost = tr.weight * min(tr.before_ms or math.inf, tr.after_ms or math.inf)
+    cost = 0.0 if math.isinf(cost) else cost
+    if priority == "cost":
+        # the most time left to save: a costly kernel gets chunk after chunk, a cheap one waits
+        return -cost / (1 + runs)
+    # round-robin: every unfinished task once per round, costliest first, so a time budget that
+    # ends mid-round has spent its trials where they save the most
+    return runs, -cost
 
 
 def _tune_chunk(task, target, trials, work_dir, memdb, builder, runner, cost_model, options):
