@@ -126,14 +126,32 @@ def measure_default(mod: tvm.IRModule, target) -> float | None:
         # ApplyDefaultSchedule updates the module it is given: keep the task's module untouched
         with target:
             scheduled = default_schedule_pass(target)(tvm.IRModule(dict(mod.functions_items())))
-        lib = tvm.tirx.build(scheduled, target)
-        func = scheduled["main"]
-        args = [tvm.runtime.tensor(np.zeros([int(d) for d in p.shape], dtype=p.dtype)) for p in func.params]
-        timer = lib.time_evaluator("main", tvm.cpu(), number=3, repeat=3, min_repeat_ms=20)
-        return float(timer(*args).median) * 1e3
+        return _time_kernel(scheduled, target)
     except Exception as err:  # an unmeasurable kernel still gets tuned
         logger.debug("default schedule of a task could not be timed: %s", err)
         return None
+
+
+def measure_tuned(mod: tvm.IRModule, target, memdb) -> float | None:
+    """Latency of a task under its best record in ``memdb``, timed like ``measure_default``."""
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    try:
+        sch = memdb.query_schedule(mod, target, workload_name="main")
+        if sch is None:
+            return None
+        return _time_kernel(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(sch.mod), target)
+    except Exception as err:
+        logger.debug("tuned schedule of a task could not be timed: %s", err)
+        return None
+
+
+def _time_kernel(scheduled: tvm.IRModule, target) -> float:
+    lib = tvm.tirx.build(scheduled, target)
+    func = scheduled["main"]
+    args = [tvm.runtime.tensor(np.zeros([int(d) for d in p.shape], dtype=p.dtype)) for p in func.params]
+    timer = lib.time_evaluator("main", tvm.cpu(), number=3, repeat=5, min_repeat_ms=20)
+    return float(timer(*args).median) * 1e3
 
 
 def _builder_runner(options: TuneOptions):
