@@ -232,7 +232,9 @@ class PlanLayout:
         self.preferred = PREFERRED_LAYOUTS.get(self.family, {})
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        mod = simplify_permutes(mod)
+        from edgec.passes.split_projections import split_projections
+
+        mod = simplify_permutes(split_projections(mod))
         if self.preferred and self._pays(mod):
             try:
                 converted = relax.transform.ConvertLayout(self.preferred)(mod)

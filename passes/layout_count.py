@@ -55,7 +55,7 @@ def is_layout_kernel(func: tirx.PrimFunc) -> bool:
     if len(inputs) != 1 or len(outputs) != 1:
         return False
     (src,), (dst,) = inputs, outputs
-    if _size(src) is None or _size(src) != _size(dst):
+    if not _same_size(src, dst):
         return False
     if len(stores) > 1:
         # a chain of moves (transpose∘transpose): what the build's inlining leaves is one move
@@ -98,9 +98,12 @@ def walk_stmts(stmt):
         yield from walk_stmts(child)
 
 
-def _size(buf) -> int | None:
-    dims = [int(d) if isinstance(d, tirx.IntImm) else None for d in buf.shape]
-    return None if None in dims else math.prod(dims)
+def _same_size(a, b) -> bool:
+    """Whether two buffers hold as many elements, symbolic dims (a dynamic batch) included."""
+    size_a, size_b = math.prod(a.shape), math.prod(b.shape)
+    if isinstance(size_a, int) or isinstance(size_b, int):  # a rank-0 buffer
+        return isinstance(size_a, int) and isinstance(size_b, int) and size_a == size_b
+    return bool(tvm.sym.Analyzer().can_prove_equal(size_a, size_b))
 
 
 def _same_indices(a, b) -> bool:

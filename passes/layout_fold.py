@@ -67,9 +67,16 @@ def _inner_stride(mod, func) -> int | None:
         points = [_load_index(store, p) for p in points]
         if None in points:
             return None
-        src_shape = [int(d) for d in store.value.source.shape]
-    flat = [sum(i * math.prod(src_shape[k + 1:]) for k, i in enumerate(p)) for p in points]
-    return flat[1] - flat[0]
+        src_shape = list(store.value.source.shape)
+    offset = 0
+    for k, (a, b) in enumerate(zip(*points)):
+        if a == b:
+            continue
+        trailing = src_shape[k + 1:]
+        if not all(isinstance(d, tirx.IntImm) for d in trailing):
+            return None  # a symbolic dim below the moving axis: the stride is not a constant
+        offset += (b - a) * math.prod(int(d) for d in trailing)
+    return offset
 
 
 def _is_chain(func) -> bool:
@@ -117,17 +124,32 @@ def _computes(mod, func) -> bool:
     return False
 
 
-def _merge(producer: relax.Function, consumer: relax.Function, index: int) -> relax.Function:
-    """``consumer`` with its ``index``-th parameter computed by ``producer``'s body inline."""
+def _merge(producer: relax.Function, consumer: relax.Function, index: int) -> relax.Function | None:
+    """``consumer`` with its ``index``-th parameter computed by ``producer``'s body inline.
+
+    Each function has its own symbolic dims (a dynamic batch): the consumer's become the
+    producer's, which the merged function's parameters define. None when some dim would be
+    left undefined (a consumer dim that is an expression of the producer's, ``w // 4``).
+    """
     fresh = [relax.Var(p.name, p.ty) for p in producer.params]
     producer = producer.bind_params(dict(zip(producer.params, fresh)))
+    symbols = {}
+    for theirs, ours in zip(_dims(consumer.params[index]), _dims(producer.body.body)):
+        if isinstance(theirs, tirx.Var) and not (isinstance(ours, tirx.Var) and ours.same_as(theirs)):
+            if not isinstance(ours, tirx.Var):
+                return None
+            symbols[theirs] = ours
+    if symbols:
+        consumer = consumer.bind_symbolic_vars(symbols)
     (prod_block,) = producer.body.blocks
     consumer_body = consumer.bind_params({consumer.params[index]: producer.body.body})
     (cons_block,) = consumer_body.body.blocks
     block = relax.DataflowBlock(list(prod_block.bindings) + list(cons_block.bindings))
     params = fresh + list(consumer_body.params)
-    return relax.Function(params, relax.SeqExpr([block], consumer_body.body.body), consumer.ret_ty,
-                          consumer.is_pure, consumer.attrs)
+    merged = relax.Function(params, relax.SeqExpr([block], consumer_body.body.body), consumer.ret_ty,
+                            consumer.is_pure, consumer.attrs)
+    # a symbolic dim no parameter defines (one the consumer derived, say) cannot be fused
+    return None if relax.analysis.free_symbolic_vars(merged) else merged
 
 
 @tvm.transform.module_pass(opt_level=0, name="FoldLayoutIntoConsumers")
@@ -151,6 +173,10 @@ class _Folder(relax.PyExprMutator):
         self.count = 0
 
     def fold(self, func: relax.Function) -> relax.Function:
+        self._count_uses(func)
+        return self.visit_expr(func)
+
+    def _count_uses(self, func: relax.Function) -> None:
         def note_uses(user, expr):
             used = []
             relax.analysis.post_order_visit(expr, lambda e: used.append(e) if isinstance(e, relax.Var) else None)
@@ -161,7 +187,6 @@ class _Folder(relax.PyExprMutator):
             for b in block.bindings:
                 note_uses(b.value, b.value)  # a lone call_tir's tensors sit in a tuple: visit them all
         note_uses(None, func.body.body)  # the function's result: a user that is not a kernel
-        return self.visit_expr(func)
 
     def _group(self, expr):
         if not (isinstance(expr, relax.Call) and isinstance(expr.op, relax.GlobalVar)):
@@ -187,12 +212,16 @@ class _Folder(relax.PyExprMutator):
             producer = self._group(producer_call) or self._wrap(producer_call)
             if producer is None or not _is_mover(self.builder_.get(), producer):
                 continue
-            if not all(self._consumes(u) for u in self.users.get(arg, [])):
+            # a variable the mutator re-typed is not in the map: no fold, rather than a guess
+            if not all(self._consumes(u) for u in self.users.get(arg, [None])):
                 continue
             if not _is_conv(consumer) and _inner_stride(self.builder_.get(), producer) != 1:
                 continue  # a matmul would read it with a stride in its vectorized loop: keep the copy
             name = f"fused_{self._name(producer_call).removeprefix('fused_')}_{self._name(call).removeprefix('fused_')}"
-            gv = self.builder_.add_func(_merge(producer, consumer, i), name)
+            merged = _merge(producer, consumer, i)
+            if merged is None:
+                continue
+            gv = self.builder_.add_func(merged, name)
             self.count += 1
             return relax.Call(gv, _args(producer_call) + [a for j, a in enumerate(args) if j != i])
         return None
@@ -220,6 +249,11 @@ class _Folder(relax.PyExprMutator):
                               tvm.ir.make_node("ir.DictAttrs", Primitive=True))
 
 
+def _dims(expr) -> list:
+    shape = getattr(expr.ty, "shape", None)
+    return list(shape.values) if shape is not None and hasattr(shape, "values") else []
+
+
 def _args(call) -> list:
     """The tensors a group call or a lone ``call_tir`` takes, in its primitive function's order."""
     if call.op == tvm.ir.Op.get("relax.call_tir"):
@@ -241,17 +275,42 @@ class FoldLayoutIntoProducers:
 
 @relax.expr_functor.mutator
 class _ProducerFolder(_Folder._cls):
+    """Plans on the function as given, whose variables the use counts know (the mutator re-types
+    some as it rebuilds), then swaps each planned mover call for its merged kernel."""
+
+    def fold(self, func: relax.Function) -> relax.Function:
+        self._count_uses(func)
+        values = {b.var: b.value for block in func.body.blocks for b in block.bindings}
+        self.plan = [chain for chain in (self._mover_chain(v, values) for v in values.values()) if chain]
+        return self.visit_expr(func) if self.plan else func
+
+    def _mover_chain(self, value, values):
+        """``value``'s movers, up through single-use movers (a reshape kernel before a transpose),
+        and the compute call they come from; None if they do not come from one."""
+        movers, call = [], value
+        while True:
+            group = self._group(call) or self._wrap(call)
+            args = _args(call) if group is not None else []
+            if len(args) != 1 or not isinstance(args[0], relax.Var) or not _is_mover(self.mod, group):
+                return None
+            movers.append(call)
+            if len(self.users.get(args[0], [])) != 1:
+                return None
+            call = values.get(args[0])
+            producer = self._group(call) or self._wrap(call)
+            if producer is not None and _computes(self.mod, producer):
+                return movers, call
+
     def visit_call_(self, call):
-        call = relax.PyExprMutator.visit_call_(self, call)
-        mover = self._group(call) or self._wrap(call)
-        args = _args(call) if mover is not None else []
-        if len(args) != 1 or not isinstance(args[0], relax.Var) or not _is_mover(self.builder_.get(), mover):
-            return call
-        producer_call = self.lookup_binding(args[0])
-        producer = self._group(producer_call) or self._wrap(producer_call)
-        if producer is None or not _computes(self.builder_.get(), producer) or len(self.users.get(args[0], [])) != 1:
-            return call
-        name = f"fused_{self._name(producer_call).removeprefix('fused_')}_{self._name(call).removeprefix('fused_')}"
-        gv = self.builder_.add_func(_merge(producer, mover, 0), name)
-        self.count += 1
-        return relax.Call(gv, _args(producer_call))
+        for movers, producer_call in self.plan:
+            if call.same_as(movers[0]):
+                merged = self._group(movers[0]) or self._wrap(movers[0])
+                for upstream in movers[1:] + [producer_call]:
+                    merged = _merge(self._group(upstream) or self._wrap(upstream), merged, 0)
+                    if merged is None:
+                        return relax.PyExprMutator.visit_call_(self, call)
+                parts = [self._name(c).removeprefix("fused_") for c in [producer_call] + movers[::-1]]
+                gv = self.builder_.add_func(merged, "_".join(["fused"] + parts))
+                self.count += 1
+                return relax.Call(gv, [self.visit_expr(a) for a in _args(producer_call)])
+        return relax.PyExprMutator.visit_call_(self, call)

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 import tvm
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from tvm import relax
 
 import edgec
@@ -183,3 +183,47 @@ def test_light_models_no_more_transforms_with_planner(name):
     counts = outs["auto"].report.layout_transforms
     assert counts["after"] <= counts["before"], counts
     assert counts["after"] == executable_layout_kernels(outs["auto"])
+
+
+def test_fused_qkv_projection_is_split_and_every_transpose_folds(tmp_path):
+    """The suite's transformer (examples/models.py) exports one QKV projection, a 5-D head permute
+    read by three Gathers, and a symbolic batch. Planned, each of q, k, v is its own projection,
+    no standalone transpose is left, and the outputs match onnxruntime at two batch sizes."""
+    import models
+
+    path = models.export_onnx("transformer", str(tmp_path / "transformer.onnx"))
+    art = edgec.compile(path, "host")
+    counts = art.report.layout_transforms
+    assert counts["before"] >= 1 and counts["after"] == 0 == executable_layout_kernels(art), counts
+    for batch in (1, 2):
+        tokens = models.example_input("transformer", batch=batch, seed=batch)
+        (want,) = _ort(path, {"tokens": tokens})
+        np.testing.assert_allclose(list(art.run({"tokens": tokens}).values())[0], want, rtol=1e-4, atol=1e-4)
+
+
+def test_split_projections_keeps_a_projection_that_is_also_read_whole():
+    """A projection that is sliced *and* used whole stays one projection (splitting would compute
+    it twice); the result still matches onnxruntime."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((8, 12)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["p"]),
+             helper.make_node("Reshape", ["p", "shape"], ["r"]),
+             helper.make_node("Gather", ["r", "one"], ["g"], axis=2),
+             helper.make_node("ReduceSum", ["p", "axes"], ["s"], keepdims=1),
+             helper.make_node("Add", ["g", "s"], ["y"])]
+    inits = [w, numpy_helper.from_array(np.array([2, 5, 3, 4], np.int64), "shape"),
+             numpy_helper.from_array(np.array(1, np.int64), "one"), numpy_helper.from_array(np.array([2], np.int64), "axes")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    from edgec.frontend import import_model
+    from edgec.passes.split_projections import split_projections
+
+    mod = split_projections(import_model(model, None, None).mod)
+    matmuls = []
+    relax.analysis.post_order_visit(mod["main"], lambda e: matmuls.append(e) if isinstance(e, relax.Call) and getattr(e.op, "name", "") == "relax.matmul" else None)
+    assert len(matmuls) == 1
+    x = rng.standard_normal((2, 5, 8)).astype(np.float32)
+    (want,) = _ort(model, {"x": x})
+    np.testing.assert_allclose(list(edgec.compile(model, "host").run({"x": x}).values())[0], want, rtol=1e-5, atol=1e-5)
