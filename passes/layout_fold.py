@@ -157,11 +157,15 @@ class FoldLayoutIntoConsumers:
     """Merge mover groups into their compute consumers so no standalone move kernel remains."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        folder = _Folder(mod)
-        for gv, func in list(mod.functions.items()):
-            if isinstance(func, relax.Function) and not _primitive(func):
-                folder.builder_.update_func(gv, folder.fold(func))
-        return relax.transform.DeadCodeElimination()(folder.builder_.get())
+        return _fold_functions(_Folder(mod), mod)
+
+
+def _fold_functions(folder, mod: tvm.IRModule) -> tvm.IRModule:
+    """``folder`` over every Relax function of ``mod`` that is not a fused group; dead code out."""
+    for gv, func in list(mod.functions.items()):
+        if isinstance(func, relax.Function) and not _primitive(func):
+            folder.builder_.update_func(gv, folder.fold(func))
+    return relax.transform.DeadCodeElimination()(folder.builder_.get())
 
 
 @relax.expr_functor.mutator
@@ -266,11 +270,7 @@ class FoldLayoutIntoProducers:
     """Merge each remaining mover group into the compute group whose only reader it is."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        folder = _ProducerFolder(mod)
-        for gv, func in list(mod.functions.items()):
-            if isinstance(func, relax.Function) and not _primitive(func):
-                folder.builder_.update_func(gv, folder.fold(func))
-        return relax.transform.DeadCodeElimination()(folder.builder_.get())
+        return _fold_functions(_ProducerFolder(mod), mod)
 
 
 @relax.expr_functor.mutator
