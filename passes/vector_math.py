@@ -52,42 +52,29 @@ def _pow2(n):
     return tirx.reinterpret("float32", bits)
 
 
-def _let(value, body, name: str):
-    """``body(v)`` with ``v`` bound to ``value`` once: the expression stays a DAG, not a tree."""
-    var = tirx.Var(name, "float32")
-    return tirx.Let(var, value, body(var))
-
-
 def exp(x):
-    """e^x for a float32 TIR expression."""
-    def from_clamped(c):
-        def from_n(n):
-            def from_r(r):
-                half = tirx.floor(n * _f(0.5))  # 2^n = 2^half · 2^(n-half): each factor a normal float
-                return (_f(1.0) + r + r * r * _horner(r, _EXP_POLY)) * _pow2(half) * _pow2(n - half)
+    """e^x for a float32 TIR expression.
 
-            return _let(c - n * _f(_LN2_HI) - n * _f(_LN2_LO), from_r, "exp_r")
-
-        value = _let(tirx.floor(c * _f(_LOG2E) + _f(0.5)), from_n, "exp_n")
-        value = tirx.Select(x > _f(_EXP_MAX), _f(math.inf), value)
-        return tirx.Select(tirx.isnan(x), x, value)  # NaN: the clamp would have made it a number
-
-    return _let(tirx.max(tirx.min(x, _f(_EXP_MAX)), _f(_EXP_MIN)), from_clamped, "exp_x")
+    Intermediate values are shared Python objects, not ``Let`` bindings: MetaSchedule's flop
+    counter rejects ``Let``, and LLVM removes the repeated subexpressions either way.
+    """
+    c = tirx.max(tirx.min(x, _f(_EXP_MAX)), _f(_EXP_MIN))
+    n = tirx.floor(c * _f(_LOG2E) + _f(0.5))
+    r = c - n * _f(_LN2_HI) - n * _f(_LN2_LO)
+    half = tirx.floor(n * _f(0.5))  # 2^n = 2^half · 2^(n-half): each factor a normal float
+    value = (_f(1.0) + r + r * r * _horner(r, _EXP_POLY)) * _pow2(half) * _pow2(n - half)
+    value = tirx.Select(x > _f(_EXP_MAX), _f(math.inf), value)
+    return tirx.Select(tirx.isnan(x), x, value)  # NaN: the clamp would have made it a number
 
 
 def erf(x):
     """erf(x) for a float32 TIR expression."""
-    def from_x(v):
-        a, v2 = tirx.abs(v), v * v
-        # 2/√π · (x - x³/3 + x⁵/10 - x⁷/42 + x⁹/216 - x¹¹/1320)
-        small = v * _horner(v2, [c * 2 / math.sqrt(math.pi) for c in (1, -1 / 3, 1 / 10, -1 / 42, 1 / 216, -1 / 1320)])
-        large = _let(_f(1.0) / (_f(1.0) + _f(_AS_P) * a),
-                     lambda t: _f(1.0) - t * _horner(t, _AS_A) * exp(-v2), "erf_t")
-        # each Let may appear once in the tree: the sign is a factor, not a second copy
-        large = large * tirx.Select(v < _f(0.0), _f(-1.0), _f(1.0))
-        return tirx.Select(a < _f(0.5), small, large)  # NaN: a < 0.5 is false, and large is NaN
-
-    return _let(x, from_x, "erf_x")
+    a, x2 = tirx.abs(x), x * x
+    # 2/√π · (x - x³/3 + x⁵/10 - x⁷/42 + x⁹/216 - x¹¹/1320)
+    small = x * _horner(x2, [c * 2 / math.sqrt(math.pi) for c in (1, -1 / 3, 1 / 10, -1 / 42, 1 / 216, -1 / 1320)])
+    t = _f(1.0) / (_f(1.0) + _f(_AS_P) * a)
+    large = (_f(1.0) - t * _horner(t, _AS_A) * exp(-x2)) * tirx.Select(x < _f(0.0), _f(-1.0), _f(1.0))
+    return tirx.Select(a < _f(0.5), small, large)  # NaN: a < 0.5 is false, and large is NaN
 
 
 def _sigmoid(x):
