@@ -190,3 +190,61 @@ def _servers(port: int) -> int:
         return sum(1 for s in summary["server_info"] if s["key"].endswith("edgec-test"))
     except Exception:
         return 0
+
+
+def test_pruned_database_keeps_the_fastest_record_and_still_applies(tuned, tmp_path):
+    import shutil
+
+    model, db, _ = tuned
+    copy = tmp_path / "db"
+    shutil.copytree(db, copy)
+    pruned = TuningDatabase(str(copy))
+    key = pruned.target_keys()[0]
+    before = _count_loaded(copy)
+    counts = pruned.prune(key, top=1)
+    assert counts["records"] == 1 and counts["removed_records"] == before - 1
+    art = edgec.compile(model, "host", tuning_db=str(copy))
+    assert art.manifest["tuning_db"] == pruned.sha256()
+    assert any(n == "1 kernels scheduled from tuning records" for n in art.report.notes)
+    assert pruned.prune(key, keep_workloads=set())["records"] == 0
+
+
+def test_cost_priority_spends_chunks_where_time_is_saved():
+    from edgec.schedules.tuner import TaskReport, _order
+
+    big = TaskReport("big", 1.0, "a", before_ms=1.0)
+    small = TaskReport("small", 2.0, "b", before_ms=0.1)
+    runs = {"a": 0, "b": 0}
+    picked = []
+    for _ in range(6):
+        tr = min((big, small), key=lambda t: _order(t, runs[t.workload], "cost"))
+        runs[tr.workload] += 1
+        picked.append(tr.name)
+    assert picked.count("big") == 5 and picked[:5] == ["big"] * 5  # 1 ms vs 2 x 0.1 ms
+    round_robin = [min((big, small), key=lambda t: _order(t, n, "round-robin")).name for n in (0,)]
+    assert round_robin == ["big"]
+    assert _order(big, 1, "round-robin") > _order(small, 0, "round-robin")  # a round ends before the next
+
+
+# -- a shipped database (bench/tune_suite.py makes one) ---------------------------------------------
+
+def test_shipped_database_from_another_cpu_is_ignored_with_a_warning(tuned, tmp_path, caplog):
+    import tvm
+
+    from edgec.schedules.apply import _load_databases
+
+    _, db, _ = tuned  # records for this machine's host CPU
+    other = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "skylake-avx512"})
+    with caplog.at_level("WARNING"):
+        memdb, notes, digest = _load_databases([], other, [str(db)])
+    assert memdb is None and digest is None
+    assert any("tuned on another CPU" in n for n in notes)
+    assert any("tuned on another CPU" in r.getMessage() for r in caplog.records)
+    memdb, notes, digest = _load_databases([], tvm.target.Target(resolve_host()), [str(db)])
+    assert memdb is not None and digest == TuningDatabase(str(db)).sha256() and not notes
+
+
+def resolve_host():
+    from edgec.targets import resolve
+
+    return resolve("host").target
