@@ -242,8 +242,10 @@ def compile_model(
 
     # 4. Schedules: tuned records where a database has them, default rules for the rest
     #    (GPU kernels must all be scheduled).
+    # a database the user names replaces the shipped one: the manifest's hash is then the user's
     scheduled = phases.run("schedule", apply_schedules, mod, tvm_target,
-                           [options.tuning_db] if options.tuning_db else [], _shipped_databases(preset))
+                           [options.tuning_db] if options.tuning_db else [],
+                           [] if options.tuning_db else _shipped_databases(preset))
     mod = scheduled.mod
     report.notes.extend(scheduled.notes)
 
