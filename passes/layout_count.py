@@ -63,6 +63,25 @@ def is_layout_kernel(func: tirx.PrimFunc) -> bool:
     return not _same_indices(stores[0].indices, stores[0].value.indices)
 
 
+def variable_uses(func: relax.Function) -> dict:
+    """Each variable of ``func``'s bindings → the binding values that use it (a lone call_tir's
+    tensors sit in a tuple: every variable inside counts); the function's result adds ``None``,
+    a user that is no kernel."""
+    users: dict = {}
+
+    def note(user, expr):
+        found = []
+        relax.analysis.post_order_visit(expr, lambda e: found.append(e) if isinstance(e, relax.Var) else None)
+        for var in dict.fromkeys(found):
+            users.setdefault(var, []).append(user)
+
+    for block in func.body.blocks:
+        for b in block.bindings:
+            note(b.value, b.value)
+    note(None, func.body.body)
+    return users
+
+
 def root_blocks(sch: s_tir.Schedule) -> list:
     """The blocks under the root block; none for kernels written without one (hand-made TIR)."""
     try:

@@ -23,7 +23,7 @@ import tvm.sym
 from tvm import relax, s_tir, tirx
 from tvm.ir.expr import GenericConst  # relax.Constant in TVM 0.27
 
-from edgec.passes.layout_count import is_layout_kernel, root_blocks, walk_stmts
+from edgec.passes.layout_count import is_layout_kernel, root_blocks, variable_uses, walk_stmts
 
 
 def _primitive(func) -> bool:
@@ -181,16 +181,7 @@ class _Folder(relax.PyExprMutator):
         return self.visit_expr(func)
 
     def _count_uses(self, func: relax.Function) -> None:
-        def note_uses(user, expr):
-            used = []
-            relax.analysis.post_order_visit(expr, lambda e: used.append(e) if isinstance(e, relax.Var) else None)
-            for var in dict.fromkeys(used):
-                self.users.setdefault(var, []).append(user)
-
-        for block in func.body.blocks:
-            for b in block.bindings:
-                note_uses(b.value, b.value)  # a lone call_tir's tensors sit in a tuple: visit them all
-        note_uses(None, func.body.body)  # the function's result: a user that is not a kernel
+        self.users.update(variable_uses(func))
 
     def _group(self, expr):
         if not (isinstance(expr, relax.Call) and isinstance(expr.op, relax.GlobalVar)):

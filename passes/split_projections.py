@@ -30,6 +30,8 @@ import tvm_ffi
 from tvm import relax
 from tvm.ir.expr import GenericConst  # relax.Constant in TVM 0.27
 
+from edgec.passes.layout_count import variable_uses
+
 _TAKE, _PERMUTE, _RESHAPE = "relax.take", "relax.permute_dims", "relax.reshape"
 _SLICE, _MATMUL, _ADD = "relax.strided_slice", "relax.matmul", "relax.add"
 
@@ -166,18 +168,6 @@ def _split(projection, begin: int, end: int, lookup):
     return relax.op.add(out, relax.const(b[..., begin:end]))
 
 
-def _uses(func: relax.Function) -> dict:
-    users: dict = {}
-    for block in func.body.blocks:
-        for b in block.bindings:
-            found = []
-            relax.analysis.post_order_visit(b.value, lambda e: found.append(e) if isinstance(e, relax.Var) else None)
-            for var in dict.fromkeys(found):
-                users.setdefault(var, []).append(b.value)
-    users.setdefault(func.body.body, []).append(None)  # the result is used by the caller
-    return users
-
-
 def split_projections(mod: tvm.IRModule) -> tvm.IRModule:
     """Both rewrites over every Relax function of ``mod``, dead code removed after each."""
     clean = tvm.transform.Sequential([relax.transform.CanonicalizeBindings(), relax.transform.DeadCodeElimination()])
@@ -187,5 +177,5 @@ def split_projections(mod: tvm.IRModule) -> tvm.IRModule:
     mod = clean(mod)
     for gv, func in list(mod.functions.items()):
         if isinstance(func, relax.Function):
-            mod[gv] = _SlicesToProjections(mod, _uses(func)).visit_expr(func)
+            mod[gv] = _SlicesToProjections(mod, variable_uses(func)).visit_expr(func)
     return clean(mod)
