@@ -92,14 +92,6 @@ def _elementwise(fn, name):
     return legalize
 
 
-def _silu_legalize(bb, call):
-    x = call.args[0]
-    if x.ty.dtype != "float32":
-        return _stock(bb, call)
-    return bb.call_te(lambda t: te.compute(t.shape, lambda *i: t(*i) * _sigmoid(t(*i)), name="silu", tag="elemwise"),
-                      x, primfunc_name_hint="silu")
-
-
 def _softmax_legalize(bb, call):
     x = call.args[0]
     if x.ty.dtype != "float32":
@@ -132,7 +124,7 @@ LEGALIZE = {
     "relax.exp": _elementwise(exp, "exp"),
     "relax.erf": _elementwise(erf, "erf"),
     "relax.sigmoid": _elementwise(_sigmoid, "sigmoid"),
-    "relax.nn.silu": _silu_legalize,
+    "relax.nn.silu": _elementwise(lambda x: x * _sigmoid(x), "silu"),
     "relax.nn.softmax": _softmax_legalize,
 }
 
